@@ -1,0 +1,234 @@
+"""The commands accepted on `{prefix}.commands`: one JSON object each, tagged by `type`.
+
+Producers in any language write these; `schemas/commands/*.json` is generated from this file.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from contracts.limits import (
+    MAX_BATCH,
+    MAX_TAGS,
+    AccountId,
+    CommandId,
+    EventType,
+    InstanceId,
+    StepName,
+    Tag,
+    WorkflowName,
+)
+
+TriggerSource = Literal["unknown", "api", "binding", "event", "cron"]
+StepType = Literal["step", "sleep", "waitForEvent"]
+Backoff = Literal["constant", "linear", "exponential"]
+Duration = Annotated[
+    int | str,
+    Meta(description="Milliseconds, or a duration string such as '10 seconds' or '5 minutes'."),
+]
+
+
+class Command(Struct, tag_field="type", kw_only=True, forbid_unknown_fields=False):
+    command_id: CommandId
+    account_id: AccountId
+    workflow_name: WorkflowName
+
+
+class InstanceCommand(Command, kw_only=True):
+    instance_id: InstanceId
+
+
+# --- workflows ---------------------------------------------------------------------------
+
+
+class RegisterWorkflow(Command, tag="RegisterWorkflow", kw_only=True):
+    """Creates the workflow, or deploys a new version of it."""
+
+    class_name: str | None = None
+    script_name: str | None = None
+
+
+# --- creating instances ------------------------------------------------------------------
+
+
+class Schedule(Struct, kw_only=True):
+    cron: str
+    scheduled_time: int = 0
+
+
+class Retention(Struct, kw_only=True):
+    success_retention: Duration | None = None
+    error_retention: Duration | None = None
+
+
+class InstanceBody(Struct, kw_only=True, forbid_unknown_fields=False):
+    """One instance to create: the body of CreateInstance and each item of CreateInstances."""
+
+    instance_id: InstanceId | None = None
+    params: Any = None
+    trigger_source: TriggerSource = "api"
+    schedule: Schedule | None = None
+    retention: Retention | None = None
+    timeout: Duration | None = None
+    parent_instance_id: InstanceId | None = None
+    mode: Literal["sync", "async"] = "async"
+    triggered_by: Literal["workflow", "agent", "swarm", "user", "event"] = "user"
+    user_id: str | None = None
+    workspace_id: str | None = None
+    subject_id: str | None = None
+    applicant_id: str | None = None
+    customer_user_id: Annotated[str, Meta(max_length=256)] | None = None
+    tags: Annotated[list[Tag], Meta(max_length=MAX_TAGS)] = msgspec.field(default_factory=list)
+    link: dict[str, Any] | None = None
+
+
+class CreateInstance(InstanceBody, tag_field="type", tag="CreateInstance", kw_only=True):
+    """Creates an instance; without `instance_id` the service mints `cf_<64 hex>`.
+
+    msgspec allows one base with fields, so the common command fields are repeated here.
+    """
+
+    command_id: CommandId
+    account_id: AccountId
+    workflow_name: WorkflowName
+
+
+class CreateInstances(Command, tag="CreateInstances", kw_only=True):
+    """Creates 1-100 instances at once; ids that already exist are skipped, not errors."""
+
+    instances: Annotated[list[InstanceBody], Meta(min_length=1, max_length=MAX_BATCH)]
+
+
+# --- changing status ---------------------------------------------------------------------
+
+
+class RestartFrom(Struct, kw_only=True):
+    name: StepName
+    count: Annotated[int, Meta(ge=1)] = 1
+    type: StepType = "step"
+
+
+class ChangeStatus(InstanceCommand, tag="ChangeStatus", kw_only=True):
+    action: Literal["pause", "resume", "terminate", "restart"]
+    rollback: bool = False
+    from_: RestartFrom | None = msgspec.field(default=None, name="from")
+
+
+class SendEvent(InstanceCommand, tag="SendEvent", kw_only=True):
+    event_type: EventType
+    payload: Any = None
+
+
+# --- progress, reported by the engine that runs the workflow's code ------------------------
+
+
+class RetryConfig(Struct, kw_only=True):
+    limit: Annotated[int, Meta(ge=0)] = 5
+    delay: Duration = 10_000
+    backoff: Backoff = "exponential"
+
+
+class StepConfig(Struct, kw_only=True):
+    retries: RetryConfig = msgspec.field(default_factory=RetryConfig)
+    timeout: Duration = 600_000
+    sensitive: Literal["output"] | None = None
+
+
+class ErrorInfo(Struct, kw_only=True):
+    name: str = "Error"
+    message: str
+
+
+class StartRun(InstanceCommand, tag="StartRun", kw_only=True):
+    """The engine picked the instance up: queued -> running."""
+
+
+class BeginStep(InstanceCommand, tag="BeginStep", kw_only=True):
+    """A step, sleep or waitForEvent begins. Sleeps and waits put the instance in `waiting`."""
+
+    name: StepName
+    step_type: StepType = msgspec.field(default="step", name="step_type")
+    config: StepConfig | None = None
+    sleep_ms: Annotated[int, Meta(ge=0)] | None = None
+    event_type: EventType | None = None
+    wait_timeout: Duration | None = None
+
+
+class BeginAttempt(InstanceCommand, tag="BeginAttempt", kw_only=True):
+    name: StepName
+
+
+class EndAttempt(InstanceCommand, tag="EndAttempt", kw_only=True):
+    """An attempt of the current step ended. A failure with retries left waits for back-off."""
+
+    name: StepName
+    success: bool
+    output: Any = None
+    error: ErrorInfo | None = None
+
+
+class EndStep(InstanceCommand, tag="EndStep", kw_only=True):
+    """The current step is over: it succeeded with `output`, or failed for good with `error`."""
+
+    name: StepName
+    success: bool = True
+    output: Any = None
+    error: ErrorInfo | None = None
+
+
+class EndSleep(InstanceCommand, tag="EndSleep", kw_only=True):
+    """A sleep or a retry back-off elapsed: waiting -> running."""
+
+    name: StepName | None = None
+
+
+class TimeOutWait(InstanceCommand, tag="TimeOutWait", kw_only=True):
+    """A waitForEvent reached its timeout; the wait fails."""
+
+    name: StepName
+
+
+class AcknowledgePause(InstanceCommand, tag="AcknowledgePause", kw_only=True):
+    """The engine reached a step boundary while a pause was pending: waitingForPause -> paused."""
+
+
+class CompleteRun(InstanceCommand, tag="CompleteRun", kw_only=True):
+    output: Any = None
+    outcome: Literal["approved", "declined", "review"] | None = None
+    reasons: list[str] = msgspec.field(default_factory=list)
+
+
+class FailRun(InstanceCommand, tag="FailRun", kw_only=True):
+    error: ErrorInfo
+    timed_out: bool = False
+
+
+class EndRollback(InstanceCommand, tag="EndRollback", kw_only=True):
+    outcome: Literal["complete", "failed"]
+    error: ErrorInfo | None = None
+
+
+AnyCommand = (
+    RegisterWorkflow
+    | CreateInstance
+    | CreateInstances
+    | ChangeStatus
+    | SendEvent
+    | StartRun
+    | BeginStep
+    | BeginAttempt
+    | EndAttempt
+    | EndStep
+    | EndSleep
+    | TimeOutWait
+    | AcknowledgePause
+    | CompleteRun
+    | FailRun
+    | EndRollback
+)
+
+COMMAND_TYPES: tuple[type[Struct], ...] = AnyCommand.__args__  # type: ignore[attr-defined]
+COMMAND_TYPE_NAMES = frozenset(t.__struct_config__.tag for t in COMMAND_TYPES)

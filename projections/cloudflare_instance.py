@@ -1,0 +1,267 @@
+"""The Cloudflare instance read model (seed 002): one document per instance.
+
+`apply` is pure: the current document (or None) and one lifecycle event in, the next document
+out. The same function serves the live projection and anyone rebuilding from the events topic.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from contracts import events as ev
+
+VIEW_NAME = "cloudflare_instances"
+REDACTED = "[REDACTED]"
+TERMINAL = ("complete", "errored", "terminated")
+
+
+def _ts(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def _error(value: ev.ErrorData | None) -> dict[str, str] | None:
+    return None if value is None else {"name": value.name, "message": value.message}
+
+
+def new_document(event: ev.InstanceCreated) -> dict[str, Any]:
+    at = _ts(event.occurred_at)
+    return {
+        "id": event.instance_id,
+        "global_id": event.global_id,
+        "account_id": event.account_id,
+        "workflow_name": event.workflow_name,
+        "workflow_id": event.workflow_id,
+        "version_id": event.version_id,
+        "trigger_source": event.trigger_source,
+        "schedule": event.schedule,
+        "retention": event.retention,
+        "timeout": event.timeout,
+        "metadata": event.metadata,
+        "params": event.params,
+        "created_on": at,
+        "modified_on": at,
+        "version": event.version,
+        **_fresh_run(at, run=1),
+    }
+
+
+def _fresh_run(queued_at: str, run: int) -> dict[str, Any]:
+    return {
+        "run": run,
+        "status": "queued",
+        "queued": queued_at,
+        "start": None,
+        "end": None,
+        "output": None,
+        "error": None,
+        "success": None,
+        "outcome": None,
+        "reasons": [],
+        "rollback": None,
+        "steps": [],
+        "pending_events": {},
+    }
+
+
+def apply(doc: dict[str, Any] | None, event: ev.LifecycleEvent) -> dict[str, Any] | None:
+    """The next document; None for events that are not about an instance."""
+    if isinstance(event, ev.InstanceCreated):
+        return new_document(event)
+    if doc is None or not isinstance(event, ev.InstanceEvent):
+        return doc
+    at = _ts(event.occurred_at)
+    doc = {**doc, "modified_on": at, "version": event.version, "steps": list(doc["steps"])}
+    _APPLIERS.get(type(event), _ignore)(doc, event, at)
+    return doc
+
+
+def _ignore(doc: dict[str, Any], event: Any, at: str) -> None:
+    return None
+
+
+def _last_step(doc: dict[str, Any]) -> dict[str, Any]:
+    step = dict(doc["steps"][-1])
+    doc["steps"][-1] = step
+    return step
+
+
+def _sensitive(step: dict[str, Any]) -> bool:
+    return (step.get("config") or {}).get("sensitive") == "output"
+
+
+def _run_started(doc: dict[str, Any], e: ev.RunStarted, at: str) -> None:
+    doc["status"] = "running"
+    doc["start"] = at
+
+
+def _step_began(doc: dict[str, Any], e: ev.StepBegan, at: str) -> None:
+    step: dict[str, Any] = {"type": e.step_type, "name": e.name, "count": e.count, "start": at}
+    if e.step_type == "step":
+        step.update(end=None, success=None, output=None, config=e.config, attempts=[])
+    else:
+        step.update(end=None, finished=False, error=None)
+        if e.step_type == "waitForEvent":
+            step["event_type"] = e.event_type
+        doc["status"] = "waiting"
+    doc["steps"].append(step)
+
+
+def _attempt_began(doc: dict[str, Any], e: ev.AttemptBegan, at: str) -> None:
+    step = _last_step(doc)
+    step["attempts"] = [*step["attempts"], {"start": at, "end": None, "success": None, "error": None}]
+
+
+def _attempt_ended(doc: dict[str, Any], e: ev.AttemptEnded, at: str) -> None:
+    step = _last_step(doc)
+    attempts = list(step["attempts"])
+    attempts[-1] = {**attempts[-1], "end": at, "success": e.success, "error": _error(e.error)}
+    step["attempts"] = attempts
+    if e.retry_delay_ms is not None and doc["status"] == "running":
+        doc["status"] = "waiting"
+
+
+def _step_ended(doc: dict[str, Any], e: ev.StepEnded, at: str) -> None:
+    step = _last_step(doc)
+    step["end"] = at
+    if e.step_type == "step":
+        step["success"] = e.success
+        step["output"] = REDACTED if _sensitive(step) and e.output is not None else e.output
+        if e.error is not None:
+            step["error"] = _error(e.error)
+    else:
+        step["finished"] = True
+        step["error"] = _error(e.error)
+    if doc["status"] == "waiting":
+        doc["status"] = "running"
+
+
+def _backoff_ended(doc: dict[str, Any], e: ev.BackoffEnded, at: str) -> None:
+    doc["status"] = "running"
+
+
+def _event_received(doc: dict[str, Any], e: ev.EventReceived, at: str) -> None:
+    pending = dict(doc["pending_events"])
+    pending[e.event_type] = [*pending.get(e.event_type, []), e.payload]
+    doc["pending_events"] = pending
+
+
+def _event_delivered(doc: dict[str, Any], e: ev.EventDelivered, at: str) -> None:
+    pending = dict(doc["pending_events"])
+    queue = pending.get(e.event_type or "", [])[1:]
+    if queue:
+        pending[e.event_type or ""] = queue
+    else:
+        pending.pop(e.event_type or "", None)
+    doc["pending_events"] = pending
+    step = _last_step(doc)
+    step.update(end=at, finished=True, output=e.payload)
+    doc["status"] = "running"
+
+
+def _set_status(status: str) -> Any:
+    def applier(doc: dict[str, Any], e: Any, at: str) -> None:
+        doc["status"] = status
+
+    return applier
+
+
+def _instance_resumed(doc: dict[str, Any], e: ev.InstanceResumed, at: str) -> None:
+    doc["status"] = e.status
+
+
+def _instance_terminated(doc: dict[str, Any], e: ev.InstanceTerminated, at: str) -> None:
+    doc["steps"].append({"type": "termination", "trigger": {"source": "api"}})
+    if e.rollback:
+        doc["status"] = "rollingBack"
+    else:
+        doc["status"] = "terminated"
+        doc["end"] = at
+        doc["success"] = False
+
+
+def _rollback_ended(doc: dict[str, Any], e: ev.RollbackEnded, at: str) -> None:
+    doc.update(status="terminated", end=at, success=False)
+    doc["rollback"] = {"outcome": e.outcome, "error": _error(e.error)}
+
+
+def _instance_restarted(doc: dict[str, Any], e: ev.InstanceRestarted, at: str) -> None:
+    kept = [s for s in doc["steps"] if s["type"] != "termination"][: e.kept_steps]
+    doc.update(_fresh_run(at, run=e.run))
+    doc["steps"] = kept
+
+
+def _run_completed(doc: dict[str, Any], e: ev.RunCompleted, at: str) -> None:
+    doc.update(status="complete", end=at, success=True, output=e.output, outcome=e.outcome)
+    doc["reasons"] = e.reasons
+
+
+def _run_failed(doc: dict[str, Any], e: ev.RunFailed, at: str) -> None:
+    doc.update(status="errored", end=at, success=False, error=_error(e.error))
+    doc["timed_out"] = e.timed_out
+
+
+_APPLIERS: dict[type, Any] = {
+    ev.RunStarted: _run_started,
+    ev.StepBegan: _step_began,
+    ev.AttemptBegan: _attempt_began,
+    ev.AttemptEnded: _attempt_ended,
+    ev.StepEnded: _step_ended,
+    ev.BackoffEnded: _backoff_ended,
+    ev.EventReceived: _event_received,
+    ev.EventDelivered: _event_delivered,
+    ev.PauseRequested: _set_status("waitingForPause"),
+    ev.PauseAcknowledged: _set_status("paused"),
+    ev.InstancePaused: _set_status("paused"),
+    ev.InstanceResumed: _instance_resumed,
+    ev.InstanceTerminated: _instance_terminated,
+    ev.RollbackEnded: _rollback_ended,
+    ev.InstanceRestarted: _instance_restarted,
+    ev.RunCompleted: _run_completed,
+    ev.RunFailed: _run_failed,
+}
+
+
+def get_response(doc: dict[str, Any]) -> dict[str, Any]:
+    """InstanceGetResponse, exactly the fields of seed 002."""
+    steps = [_public_step(s) for s in doc["steps"]]
+    response: dict[str, Any] = {
+        "end": doc["end"],
+        "error": doc["error"],
+        "output": doc["output"],
+        "params": doc["params"],
+        "queued": doc["queued"],
+        "rollback": doc["rollback"],
+        "start": doc["start"],
+        "status": doc["status"],
+        "step_count": len(steps),
+        "steps": steps,
+        "success": doc["success"],
+        "trigger": {"source": doc["trigger_source"]},
+        "versionId": doc["version_id"],
+    }
+    if doc.get("schedule"):
+        response["schedule"] = {
+            "cron": doc["schedule"].get("cron"),
+            "scheduledTime": doc["schedule"].get("scheduled_time"),
+        }
+    return response
+
+
+def _public_step(step: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in step.items() if k not in ("count", "event_type")}
+
+
+def list_item(doc: dict[str, Any]) -> dict[str, Any]:
+    """InstanceListResponse / InstanceCreateResponse fields."""
+    return {
+        "id": doc["id"],
+        "created_on": doc["created_on"],
+        "ended_on": doc["end"],
+        "modified_on": doc["modified_on"],
+        "started_on": doc["start"],
+        "status": doc["status"],
+        "version_id": doc["version_id"],
+        "workflow_id": doc["workflow_id"],
+        "trigger_source": doc["trigger_source"],
+    }

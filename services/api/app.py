@@ -1,0 +1,40 @@
+"""The api role: FastAPI over the projections. Reads only views; writes only via Kafka."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from projections.document_view import DocumentView
+from services.api import cloudflare_routes
+from services.api.envelope import http_error, validation_error
+
+
+def create_api(
+    *,
+    tokens: dict[str, frozenset[str]],
+    views: dict[str, DocumentView],
+    readiness: Callable[[], dict[str, Any]],
+) -> FastAPI:
+    api = FastAPI(title="Flowledger", version="0.1.0")
+    api.state.tokens = tokens
+    api.state.views = views
+    api.add_exception_handler(StarletteHTTPException, http_error)
+    api.add_exception_handler(RequestValidationError, validation_error)
+    api.include_router(cloudflare_routes.router)
+
+    @api.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> JSONResponse:
+        report = readiness()
+        return JSONResponse(status_code=200 if report["ready"] else 503, content=report)
+
+    return api

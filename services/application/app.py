@@ -1,0 +1,127 @@
+"""The application service: decides commands against aggregates and saves the outcome.
+
+Blocking (eventsourcing does I/O synchronously): the adapters call it off the event loop.
+A batch of commands is decided in memory and saved in one transaction with the command records,
+so a batch is applied entirely or not at all, and a crash between save and offset commit only
+causes redelivery, which the command records answer as `duplicate`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+
+from contracts.commands import AnyCommand
+from contracts.replies import Reply, ReplyError
+from services.application.command_log import CommandRecord, command_record_id
+from services.application.handlers import HANDLERS, Decision
+from services.domain.errors import DomainError
+from services.domain.instance import WorkflowInstance
+from services.domain.workflow import Workflow
+
+log = logging.getLogger(__name__)
+
+MAX_RETRIES_ON_CONFLICT = 5
+
+
+class UnitOfWork:
+    """The aggregates one batch has loaded or created, in memory until saved together."""
+
+    def __init__(self, app: FlowledgerApplication) -> None:
+        self._app = app
+        self._loaded: dict[UUID, Aggregate | None] = {}
+        self.replies_by_command: dict[str, Reply] = {}
+
+    def get(self, aggregate_id: UUID) -> Any:
+        """The aggregate, or None when it does not exist."""
+        if aggregate_id not in self._loaded:
+            try:
+                self._loaded[aggregate_id] = self._app.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                self._loaded[aggregate_id] = None
+        return self._loaded[aggregate_id]
+
+    def add(self, aggregate: Aggregate) -> None:
+        self._loaded[aggregate.id] = aggregate
+
+    def recorded_reply(self, command_id: str) -> Reply | None:
+        if command_id in self.replies_by_command:
+            return self.replies_by_command[command_id]
+        record: CommandRecord | None = self.get(command_record_id(command_id))
+        return None if record is None else msgspec.convert(record.reply, Reply)
+
+    def record(self, command_id: str, reply: Reply) -> None:
+        self.replies_by_command[command_id] = reply
+        self.add(CommandRecord(command_id=command_id, reply=msgspec.to_builtins(reply)))
+
+    def changed(self) -> list[Aggregate]:
+        return [a for a in self._loaded.values() if a is not None and a.pending_events]
+
+
+class FlowledgerApplication(Application):  # type: ignore[type-arg]
+    name = "flowledger"
+
+    def handle(self, commands: Sequence[AnyCommand], now: datetime) -> list[Reply]:
+        """Decides and saves a batch; on a write conflict falls back to one command at a time."""
+        unit = UnitOfWork(self)
+        replies = [self._decide(unit, command, now) for command in commands]
+        try:
+            self.save(*unit.changed())
+        except IntegrityError:
+            # Another commands member wrote one of these aggregates first (a rebalance race).
+            log.info("write conflict in a batch of %d; retrying one by one", len(commands))
+            return [self.handle_one(command, now) for command in commands]
+        return replies
+
+    def handle_one(self, command: AnyCommand, now: datetime) -> Reply:
+        for _ in range(MAX_RETRIES_ON_CONFLICT):
+            unit = UnitOfWork(self)
+            reply = self._decide(unit, command, now)
+            try:
+                self.save(*unit.changed())
+                return reply
+            except IntegrityError:
+                continue  # reload the winner's state and decide again
+        return _rejected(command, "store.conflict", "too many concurrent writers; send it again")
+
+    def _decide(self, unit: UnitOfWork, command: AnyCommand, now: datetime) -> Reply:
+        recorded = unit.recorded_reply(command.command_id)
+        if recorded is not None:
+            return recorded.as_duplicate()
+        try:
+            decision: Decision = HANDLERS[type(command)](unit, command, now)
+        except DomainError as error:
+            return _rejected(command, error.code, error.message)
+        reply = decision.reply(command)
+        unit.record(command.command_id, reply)
+        return reply
+
+    # --- reads used by adapters and tests ----------------------------------------------------
+
+    def get_instance(self, account_id: str, workflow_name: str, instance_id: str) -> WorkflowInstance:
+        return self.repository.get(WorkflowInstance.create_id(account_id, workflow_name, instance_id))
+
+    def get_workflow(self, account_id: str, workflow_name: str) -> Workflow:
+        return self.repository.get(Workflow.create_id(account_id, workflow_name))
+
+    def first_event(self, originator_id: UUID) -> Any:
+        return next(iter(self.events.get(originator_id, lte=1)))
+
+
+def _rejected(command: AnyCommand, code: str, message: str) -> Reply:
+    return Reply(
+        command_id=command.command_id,
+        outcome="rejected",
+        error=ReplyError(code=code, message=message),
+        account_id=command.account_id,
+        workflow_name=command.workflow_name,
+        instance_id=getattr(command, "instance_id", None),
+    )

@@ -1,0 +1,71 @@
+"""Domain events -> lifecycle events (the wire contract), for the relay and the projections."""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from contracts.events import AnyEvent, LifecycleEvent
+from services.application.command_log import CommandRecord
+
+_INTERNAL = ("originator_id", "originator_version", "timestamp", "originator_topic", "at")
+_IDENTITY = ("account_id", "workflow_name", "instance_id")
+
+
+def event_id(originator_id: uuid.UUID, version: int) -> str:
+    """Stable across redeliveries, so subscribers can dedupe on it."""
+    return str(uuid.uuid5(originator_id, f"event:{version}"))
+
+
+class LifecycleTranslator:
+    """Names every event after its aggregate's identity, which only the first event carries.
+
+    `load_first` fetches an aggregate's first event when the identity is not cached (after a
+    restart the translator may start past an aggregate's creation).
+    """
+
+    def __init__(self, load_first: Callable[[uuid.UUID], Any], cache_size: int = 100_000) -> None:
+        self._load_first = load_first
+        self._identities: OrderedDict[uuid.UUID, dict[str, Any]] = OrderedDict()
+        self._cache_size = cache_size
+
+    def translate(self, domain_event: Any) -> LifecycleEvent | None:
+        """None for events that are not part of the lifecycle (e.g. command records)."""
+        if domain_event.originator_topic.endswith(CommandRecord.__qualname__) or isinstance(
+            domain_event, CommandRecord.Event
+        ):
+            return None
+        data = {
+            k: str(v) if isinstance(v, uuid.UUID) else v
+            for k, v in vars(domain_event).items()
+            if k not in _INTERNAL
+        }
+        data.update(self._identity(domain_event))
+        originator_id: uuid.UUID = domain_event.originator_id
+        data["type"] = type(domain_event).__name__
+        data["event_id"] = event_id(originator_id, domain_event.originator_version)
+        data["version"] = domain_event.originator_version
+        data["occurred_at"] = domain_event.at
+        if "instance_id" in data:
+            data["global_id"] = str(originator_id)
+        else:
+            data["workflow_id"] = str(originator_id)
+        return msgspec.convert(data, AnyEvent, from_attributes=True, str_keys=True)  # type: ignore[arg-type]
+
+    def _identity(self, domain_event: Any) -> dict[str, Any]:
+        originator_id = domain_event.originator_id
+        identity = self._identities.get(originator_id)
+        if identity is None:
+            first = domain_event if domain_event.originator_version == 1 else None
+            first = first or self._load_first(originator_id)
+            identity = {k: getattr(first, k) for k in _IDENTITY if hasattr(first, k)}
+            self._identities[originator_id] = identity
+            if len(self._identities) > self._cache_size:
+                self._identities.popitem(last=False)
+        else:
+            self._identities.move_to_end(originator_id)
+        return identity

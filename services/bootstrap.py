@@ -1,0 +1,122 @@
+"""The composition root: builds the application, broker, views and roles from Settings.
+
+Nothing in Flowledger connects to anything at import time; everything starts here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+
+from projections import cloudflare_instance
+from projections.document_view import DocumentView, open_view
+from services.api.app import create_api
+from services.application.app import FlowledgerApplication
+from services.infra.kafka_local import ensure_topics
+from services.infra.store_env import eventsourcing_env
+from services.roles.commands import register_commands_role
+from services.roles.follower import Wakeup, follow
+from services.roles.projections import Projection
+from services.roles.relay import Relay
+from services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ROLES = ("commands", "relay", "projections", "api")
+PROJECTIONS = {cloudflare_instance.VIEW_NAME: cloudflare_instance.apply}
+
+
+def build_application(settings: Settings) -> FlowledgerApplication:
+    env = eventsourcing_env(settings.store)
+    if env["PERSISTENCE_MODULE"].endswith("sqlite"):
+        Path(env["SQLITE_DBNAME"]).parent.mkdir(parents=True, exist_ok=True)
+    env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_size)
+    return FlowledgerApplication(env=env)
+
+
+def open_views(app: FlowledgerApplication) -> dict[str, DocumentView]:
+    return {name: open_view(app.factory, name) for name in PROJECTIONS}
+
+
+@dataclass
+class Service:
+    settings: Settings
+    app: FlowledgerApplication
+    broker: KafkaBroker
+    views: dict[str, DocumentView]
+    api: Any = None
+    relay: Relay | None = None
+    projections: list[Projection] = field(default_factory=list)
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    def readiness(self) -> dict[str, Any]:
+        head = self.app.recorder.max_notification_id() or 0
+        lag = {p.name: head - (p.position() or 0) for p in self.projections}
+        relay_lag = head - ((self.relay.position() or 0) if self.relay else head)
+        kafka_ok = bool(getattr(self.broker, "running", True))
+        return {
+            "ready": kafka_ok,
+            "kafka": "ok" if kafka_ok else "down",
+            "store": "ok",
+            "notification_head": head,
+            "projection_lag": lag,
+            "relay_lag": relay_lag,
+        }
+
+    async def stop(self) -> None:
+        """Drains: followers finish their batch, the consumer commits, then everything closes."""
+        self.stop_event.set()
+        await self.broker.stop()
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.app.close()
+
+
+async def start_service(
+    settings: Settings, bootstrap_servers: str, roles: tuple[str, ...] = ROLES
+) -> Service:
+    topics = settings.topics
+    await ensure_topics(bootstrap_servers, dict.fromkeys(topics.all(), settings.partitions))
+    app = await asyncio.to_thread(build_application, settings)
+    views = await asyncio.to_thread(open_views, app)
+    # Idempotent producer: a retried send cannot duplicate or reorder within a partition.
+    broker = KafkaBroker(bootstrap_servers, enable_idempotence=True, logger=None)
+    service = Service(settings=settings, app=app, broker=broker, views=views)
+    wakeup = Wakeup()
+    if "commands" in roles:
+        register_commands_role(
+            broker, app, topics, settings.commands_group, settings.batch_max_records, wakeup.notify
+        )
+    await broker.start()
+
+    def spawn(name: str, position: Any, handle: Any) -> None:
+        coroutine = follow(
+            app, name, position, handle, wakeup.subscribe(), service.stop_event,
+            poll_interval_s=settings.poll_interval_s,
+        )
+        service.tasks.append(asyncio.create_task(coroutine, name=name))
+
+    if "relay" in roles:
+        tracking = await asyncio.to_thread(app.factory.tracking_recorder)
+        service.relay = Relay(app, broker, topics.events, tracking)
+        spawn("relay", service.relay.position, service.relay.handle)
+    if "projections" in roles:
+        for name, apply in PROJECTIONS.items():
+            projection = Projection(app, views[name], apply)
+            service.projections.append(projection)
+            spawn(f"projection:{name}", projection.position, projection.handle)
+    if "api" in roles:
+        service.api = create_api(
+            tokens=settings.tokens(), views=views, readiness=service.readiness
+        )
+    return service

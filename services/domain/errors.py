@@ -1,0 +1,47 @@
+"""Named domain errors. Each carries the stable `code` a rejected reply reports."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    code = "domain.error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidTransition(DomainError):
+    code = "instance.invalid_transition"
+
+
+class InstanceAlreadyExists(DomainError):
+    code = "instance.already_exists"
+
+
+class InstanceNotFound(DomainError):
+    code = "instance.not_found"
+
+
+class WorkflowNotFound(DomainError):
+    code = "workflow.not_found"
+
+
+class CannotTerminate(DomainError):
+    code = "instance.cannot_terminate"
+
+
+class RestartStepNotFound(DomainError):
+    code = "instance.restart_step_not_found"
+
+
+class InstanceFinished(DomainError):
+    code = "instance.finished"
+
+
+class StepMismatch(DomainError):
+    code = "step.mismatch"
+
+
+class LimitExceeded(DomainError):
+    code = "limit.exceeded"

@@ -1,0 +1,543 @@
+"""The WorkflowInstance aggregate: the authoritative lifecycle of one workflow instance.
+
+Pure Python: no Kafka, HTTP, SQL or clock. Every public method is one command; it checks its
+guards first (raising a named DomainError, so a rejected command records nothing) and then
+records one or more past-tense events. Ids and timestamps are passed in by the application.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from contracts.keys import instance_global_id
+from services.domain import status as st
+from services.domain.durations import backoff_delay_ms
+from services.domain.errors import (
+    CannotTerminate,
+    InstanceFinished,
+    InvalidTransition,
+    RestartStepNotFound,
+    StepMismatch,
+)
+
+DEFAULT_STEP_CONFIG: dict[str, Any] = {
+    "retries": {"limit": 5, "delay": 10_000, "backoff": "exponential"},
+    "timeout": 600_000,
+}
+DEFAULT_WAIT_TIMEOUT = "24 hours"
+
+
+@dataclass
+class Step:
+    name: str
+    type: str  # step | sleep | waitForEvent
+    count: int  # 1-based among steps of the same name
+    config: dict[str, Any] | None = None
+    event_type: str | None = None
+    attempts: int = 0
+    attempt_in_flight: bool = False
+    backing_off: bool = False
+    ended: bool = False
+    success: bool | None = None
+    output: Any = None
+
+
+@dataclass
+class Run:
+    """What the current run has done; `restart` begins a new one."""
+
+    number: int = 1
+    steps: list[Step] = field(default_factory=list)
+    output: Any = None
+    error: dict[str, str] | None = None
+
+
+class WorkflowInstance(Aggregate):
+    @staticmethod
+    def create_id(account_id: str, workflow_name: str, instance_id: str) -> UUID:  # type: ignore[override]
+        return instance_global_id(account_id, workflow_name, instance_id)
+
+    @event("InstanceCreated")
+    def __init__(
+        self,
+        *,
+        account_id: str,
+        workflow_name: str,
+        instance_id: str,
+        workflow_id: UUID,
+        version_id: UUID,
+        params: Any,
+        trigger_source: str,
+        schedule: dict[str, Any] | None,
+        retention: dict[str, Any] | None,
+        timeout: int | str | None,
+        metadata: dict[str, Any],
+        command_id: str,
+        at: datetime,
+    ) -> None:
+        self.account_id = account_id
+        self.workflow_name = workflow_name
+        self.instance_id = instance_id
+        self.workflow_id = workflow_id
+        self.version_id = version_id
+        self.params = params
+        self.trigger_source = trigger_source
+        self.status: str = st.QUEUED
+        self.resume_to: str | None = None
+        self.run = Run()
+        # Events sent before anyone waits for them, FIFO per event type.
+        self.event_buffer: dict[str, list[Any]] = {}
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in st.TERMINAL
+
+    @property
+    def step_count(self) -> int:
+        return len(self.run.steps)
+
+    def _open_step(self) -> Step | None:
+        steps = self.run.steps
+        return steps[-1] if steps and not steps[-1].ended else None
+
+    def _require(self, allowed: frozenset[str] | set[str], action: str) -> None:
+        if self.status not in allowed:
+            raise InvalidTransition(
+                f"cannot {action} while the instance is {self.status}; "
+                f"allowed when {', '.join(sorted(allowed))}"
+            )
+
+    def _require_open_step(self, name: str, kinds: tuple[str, ...]) -> Step:
+        step = self._open_step()
+        if step is None or step.name != name or step.type not in kinds:
+            current = f"{step.type} {step.name!r}" if step else "no open step"
+            raise StepMismatch(f"no open {'/'.join(kinds)} named {name!r} (current: {current})")
+        return step
+
+    # --- the engine's progress -----------------------------------------------------------------
+
+    def start_run(self, *, command_id: str, at: datetime) -> None:
+        self._require({st.QUEUED}, "start the run")
+        self._run_started(command_id=command_id, at=at)
+
+    @event("RunStarted")
+    def _run_started(self, *, command_id: str, at: datetime) -> None:
+        self.status = st.RUNNING
+
+    def begin_step(
+        self,
+        *,
+        name: str,
+        step_type: str,
+        config: dict[str, Any] | None,
+        sleep_ms: int | None,
+        event_type: str | None,
+        wait_timeout: int | str | None,
+        command_id: str,
+        at: datetime,
+    ) -> None:
+        self._require({st.RUNNING}, f"begin {step_type} {name!r}")
+        if self._open_step() is not None:
+            raise StepMismatch(f"step {self.run.steps[-1].name!r} is still open; end it first")
+        if step_type == "waitForEvent" and not event_type:
+            raise StepMismatch("a waitForEvent step needs an event_type")
+        count = 1 + sum(1 for s in self.run.steps if s.name == name and s.type == step_type)
+        self._step_began(
+            name=name,
+            step_type=step_type,
+            count=count,
+            config=(config or DEFAULT_STEP_CONFIG) if step_type == "step" else None,
+            sleep_ms=sleep_ms if step_type == "sleep" else None,
+            event_type=event_type if step_type == "waitForEvent" else None,
+            wait_timeout=(wait_timeout or DEFAULT_WAIT_TIMEOUT)
+            if step_type == "waitForEvent"
+            else None,
+            command_id=command_id,
+            at=at,
+        )
+        if step_type == "waitForEvent" and self.event_buffer.get(event_type or ""):
+            self._event_delivered(
+                event_type=event_type,
+                payload=self.event_buffer[event_type or ""][0],
+                from_buffer=True,
+                command_id=command_id,
+                at=at,
+            )
+
+    @event("StepBegan")
+    def _step_began(
+        self,
+        *,
+        name: str,
+        step_type: str,
+        count: int,
+        config: dict[str, Any] | None,
+        sleep_ms: int | None,
+        event_type: str | None,
+        wait_timeout: int | str | None,
+        command_id: str,
+        at: datetime,
+    ) -> None:
+        self.run.steps.append(
+            Step(name=name, type=step_type, count=count, config=config, event_type=event_type)
+        )
+        if step_type in ("sleep", "waitForEvent"):
+            self.status = st.WAITING
+
+    def begin_attempt(self, *, name: str, command_id: str, at: datetime) -> None:
+        self._require({st.RUNNING}, f"begin an attempt of {name!r}")
+        step = self._require_open_step(name, ("step",))
+        if step.attempt_in_flight:
+            raise StepMismatch(f"attempt {step.attempts} of {name!r} is still in flight")
+        self._attempt_began(name=name, attempt=step.attempts + 1, command_id=command_id, at=at)
+
+    @event("AttemptBegan")
+    def _attempt_began(self, *, name: str, attempt: int, command_id: str, at: datetime) -> None:
+        step = self.run.steps[-1]
+        step.attempts = attempt
+        step.attempt_in_flight = True
+        step.backing_off = False
+
+    def end_attempt(
+        self,
+        *,
+        name: str,
+        success: bool,
+        output: Any,
+        error: dict[str, str] | None,
+        command_id: str,
+        at: datetime,
+    ) -> None:
+        self._require({st.RUNNING, st.WAITING_FOR_PAUSE}, f"end an attempt of {name!r}")
+        step = self._require_open_step(name, ("step",))
+        if not step.attempt_in_flight:
+            raise StepMismatch(f"no attempt of {name!r} is in flight")
+        retries = (step.config or DEFAULT_STEP_CONFIG)["retries"]
+        retry_delay_ms: int | None = None
+        if not success and step.attempts <= int(retries["limit"]):
+            retry_delay_ms = backoff_delay_ms(
+                retries["delay"], retries.get("backoff", "exponential"), step.attempts
+            )
+        self._attempt_ended(
+            name=name,
+            attempt=step.attempts,
+            success=success,
+            output=output if success else None,
+            error=None if success else (error or {"name": "Error", "message": "attempt failed"}),
+            retry_delay_ms=retry_delay_ms,
+            command_id=command_id,
+            at=at,
+        )
+
+    @event("AttemptEnded")
+    def _attempt_ended(
+        self,
+        *,
+        name: str,
+        attempt: int,
+        success: bool,
+        output: Any,
+        error: dict[str, str] | None,
+        retry_delay_ms: int | None,
+        command_id: str,
+        at: datetime,
+    ) -> None:
+        step = self.run.steps[-1]
+        step.attempt_in_flight = False
+        if retry_delay_ms is not None and self.status == st.RUNNING:
+            step.backing_off = True
+            self.status = st.WAITING
+
+    def end_step(
+        self,
+        *,
+        name: str,
+        success: bool,
+        output: Any,
+        error: dict[str, str] | None,
+        command_id: str,
+        at: datetime,
+    ) -> None:
+        self._require({st.RUNNING, st.WAITING_FOR_PAUSE}, f"end step {name!r}")
+        step = self._require_open_step(name, ("step",))
+        if step.attempt_in_flight:
+            raise StepMismatch(f"attempt {step.attempts} of {name!r} is still in flight")
+        self._step_ended(
+            name=name,
+            step_type="step",
+            success=success,
+            output=output if success else None,
+            error=None if success else (error or {"name": "Error", "message": "step failed"}),
+            command_id=command_id,
+            at=at,
+        )
+
+    @event("StepEnded")
+    def _step_ended(
+        self,
+        *,
+        name: str,
+        step_type: str,
+        success: bool,
+        output: Any,
+        error: dict[str, str] | None,
+        command_id: str,
+        at: datetime,
+    ) -> None:
+        step = self.run.steps[-1]
+        step.ended = True
+        step.success = success
+        step.output = output
+        if self.status == st.WAITING:
+            self.status = st.RUNNING
+
+    def end_sleep(self, *, name: str | None, command_id: str, at: datetime) -> None:
+        self._require({st.WAITING}, "end a sleep")
+        step = self._open_step()
+        if step is None or not (step.type == "sleep" or step.backing_off):
+            raise StepMismatch("the instance is not sleeping nor backing off")
+        if name is not None and name != step.name:
+            raise StepMismatch(f"the sleep in progress is {step.name!r}, not {name!r}")
+        if step.type == "sleep":
+            self._step_ended(
+                name=step.name,
+                step_type="sleep",
+                success=True,
+                output=None,
+                error=None,
+                command_id=command_id,
+                at=at,
+            )
+        else:
+            self._backoff_ended(name=step.name, command_id=command_id, at=at)
+
+    @event("BackoffEnded")
+    def _backoff_ended(self, *, name: str, command_id: str, at: datetime) -> None:
+        self.run.steps[-1].backing_off = False
+        self.status = st.RUNNING
+
+    def time_out_wait(self, *, name: str, command_id: str, at: datetime) -> None:
+        self._require({st.WAITING}, f"time out the wait {name!r}")
+        self._require_open_step(name, ("waitForEvent",))
+        self._step_ended(
+            name=name,
+            step_type="waitForEvent",
+            success=False,
+            output=None,
+            error={"name": "WaitTimeoutError", "message": f"waitForEvent {name!r} timed out"},
+            command_id=command_id,
+            at=at,
+        )
+
+    def acknowledge_pause(self, *, command_id: str, at: datetime) -> None:
+        self._require({st.WAITING_FOR_PAUSE}, "acknowledge a pause")
+        self._pause_acknowledged(command_id=command_id, at=at)
+
+    @event("PauseAcknowledged")
+    def _pause_acknowledged(self, *, command_id: str, at: datetime) -> None:
+        self.resume_to = st.RUNNING
+        self.status = st.PAUSED
+
+    def complete_run(
+        self,
+        *,
+        output: Any,
+        outcome: str | None,
+        reasons: list[str],
+        command_id: str,
+        at: datetime,
+    ) -> None:
+        self._require({st.RUNNING}, "complete the run")
+        open_step = self._open_step()
+        if open_step is not None:
+            raise StepMismatch(f"{open_step.type} {open_step.name!r} is still open")
+        self._run_completed(
+            output=output, outcome=outcome, reasons=reasons, command_id=command_id, at=at
+        )
+
+    @event("RunCompleted")
+    def _run_completed(
+        self,
+        *,
+        output: Any,
+        outcome: str | None,
+        reasons: list[str],
+        command_id: str,
+        at: datetime,
+    ) -> None:
+        self.run.output = output
+        self.status = st.COMPLETE
+
+    def fail_run(
+        self, *, error: dict[str, str], timed_out: bool, command_id: str, at: datetime
+    ) -> None:
+        self._require(
+            {st.QUEUED, st.RUNNING, st.WAITING, st.WAITING_FOR_PAUSE, st.PAUSED}, "fail the run"
+        )
+        self._run_failed(error=error, timed_out=timed_out, command_id=command_id, at=at)
+
+    @event("RunFailed")
+    def _run_failed(
+        self, *, error: dict[str, str], timed_out: bool, command_id: str, at: datetime
+    ) -> None:
+        self.run.error = error
+        self.status = st.ERRORED
+
+    # --- events sent to the instance -------------------------------------------------------
+
+    def send_event(self, *, event_type: str, payload: Any, command_id: str, at: datetime) -> None:
+        if self.is_terminal:
+            raise InstanceFinished(
+                f"the instance is {self.status}; events can only be sent to a live instance"
+            )
+        self._event_received(event_type=event_type, payload=payload, command_id=command_id, at=at)
+        step = self._open_step()
+        if (
+            step is not None
+            and step.type == "waitForEvent"
+            and step.event_type == event_type
+            and self.status == st.WAITING
+        ):
+            self._event_delivered(
+                event_type=event_type,
+                payload=payload,
+                from_buffer=True,
+                command_id=command_id,
+                at=at,
+            )
+
+    @event("EventReceived")
+    def _event_received(
+        self, *, event_type: str, payload: Any, command_id: str, at: datetime
+    ) -> None:
+        self.event_buffer.setdefault(event_type, []).append(payload)
+
+    @event("EventDelivered")
+    def _event_delivered(
+        self,
+        *,
+        event_type: str | None,
+        payload: Any,
+        from_buffer: bool,
+        command_id: str,
+        at: datetime,
+    ) -> None:
+        queue = self.event_buffer.get(event_type or "", [])
+        if queue:
+            queue.pop(0)
+            if not queue:
+                del self.event_buffer[event_type or ""]
+        step = self.run.steps[-1]
+        step.ended = True
+        step.success = True
+        step.output = payload
+        self.status = st.RUNNING
+
+    # --- status changes asked for by users --------------------------------------------------
+
+    def pause(self, *, command_id: str, at: datetime) -> bool:
+        """False when there was nothing to do (already paused, or finished): a no-op, as documented."""
+        if self.status in st.TERMINAL or self.status in (st.PAUSED, st.WAITING_FOR_PAUSE):
+            return False
+        self._require(st.PAUSABLE, "pause")
+        step = self._open_step()
+        if step is not None and step.attempt_in_flight:
+            self._pause_requested(command_id=command_id, at=at)
+        else:
+            self._instance_paused(resume_to=self.status, command_id=command_id, at=at)
+        return True
+
+    @event("PauseRequested")
+    def _pause_requested(self, *, command_id: str, at: datetime) -> None:
+        self.status = st.WAITING_FOR_PAUSE
+
+    @event("InstancePaused")
+    def _instance_paused(self, *, resume_to: str, command_id: str, at: datetime) -> None:
+        self.resume_to = resume_to
+        self.status = st.PAUSED
+
+    def resume(self, *, command_id: str, at: datetime) -> bool:
+        """False when the instance is not paused: a no-op, as documented."""
+        if self.status == st.PAUSED:
+            self._instance_resumed(status=self.resume_to or st.RUNNING, command_id=command_id, at=at)
+            return True
+        if self.status == st.WAITING_FOR_PAUSE:
+            self._instance_resumed(status=st.RUNNING, command_id=command_id, at=at)
+            return True
+        return False
+
+    @event("InstanceResumed")
+    def _instance_resumed(self, *, status: str, command_id: str, at: datetime) -> None:
+        self.resume_to = None
+        self.status = status
+
+    def terminate(self, *, rollback: bool, command_id: str, at: datetime) -> None:
+        if self.is_terminal:
+            raise CannotTerminate(f"the instance is already {self.status}; only restart leaves it")
+        if self.status == st.ROLLING_BACK:
+            raise CannotTerminate("the instance is already being terminated (rolling back)")
+        self._instance_terminated(rollback=rollback, command_id=command_id, at=at)
+
+    @event("InstanceTerminated")
+    def _instance_terminated(self, *, rollback: bool, command_id: str, at: datetime) -> None:
+        self.resume_to = None
+        self.status = st.ROLLING_BACK if rollback else st.TERMINATED
+
+    def end_rollback(
+        self, *, outcome: str, error: dict[str, str] | None, command_id: str, at: datetime
+    ) -> None:
+        self._require({st.ROLLING_BACK}, "end a rollback")
+        self._rollback_ended(outcome=outcome, error=error, command_id=command_id, at=at)
+
+    @event("RollbackEnded")
+    def _rollback_ended(
+        self, *, outcome: str, error: dict[str, str] | None, command_id: str, at: datetime
+    ) -> None:
+        self.status = st.TERMINATED
+
+    def restart(
+        self, *, from_step: dict[str, Any] | None, command_id: str, at: datetime
+    ) -> None:
+        kept = 0
+        if from_step is not None:
+            position = next(
+                (
+                    i
+                    for i, s in enumerate(self.run.steps)
+                    if s.name == from_step["name"]
+                    and s.count == from_step.get("count", 1)
+                    and s.type == from_step.get("type", "step")
+                ),
+                None,
+            )
+            if position is None:
+                raise RestartStepNotFound(
+                    f"no {from_step.get('type', 'step')} named {from_step['name']!r} "
+                    f"(count {from_step.get('count', 1)}) in this run's history"
+                )
+            kept = position
+        self._instance_restarted(
+            run=self.run.number + 1, kept_steps=kept, from_step=from_step, command_id=command_id, at=at
+        )
+
+    @event("InstanceRestarted")
+    def _instance_restarted(
+        self,
+        *,
+        run: int,
+        kept_steps: int,
+        from_step: dict[str, Any] | None,
+        command_id: str,
+        at: datetime,
+    ) -> None:
+        self.run = Run(number=run, steps=self.run.steps[:kept_steps])
+        self.status = st.QUEUED
+        self.resume_to = None
+        self.event_buffer = {}

@@ -1,0 +1,199 @@
+"""The project's own PostgreSQL bootstrap, against a real server."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import psycopg
+import pytest
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate, event
+
+from services.infra import postgres_local
+from services.infra.postgres_local import (
+    LocalPostgres,
+    PostgresProvisioningError,
+    create_database,
+    create_database_on,
+    drop_database,
+    drop_database_on,
+    start_postgres,
+    stop_postgres,
+)
+
+_USER_TABLES = (
+    "SELECT count(*) FROM information_schema.tables "
+    "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
+)
+
+
+class Counter(Aggregate):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.count = 0
+
+    @event("Incremented")
+    def increment(self) -> None:
+        self.count += 1
+
+
+def _current_database(dsn: str) -> str:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT current_database()").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_fresh_database_accepts_a_connection_and_is_empty(postgres_dsn: str) -> None:
+    with psycopg.connect(postgres_dsn) as conn:
+        row = conn.execute(_USER_TABLES).fetchone()
+        name = conn.execute("SELECT current_database()").fetchone()
+    assert row == (0,)
+    assert name is not None
+    assert name[0] == unquote(urlsplit(postgres_dsn).path.lstrip("/"))
+    assert name[0].startswith("t_test_fresh_database")
+
+
+_seen_databases: list[str] = []
+
+
+@pytest.mark.parametrize("turn", ["first", "second"])
+def test_each_test_gets_its_own_database(postgres_dsn: str, turn: str) -> None:
+    name = _current_database(postgres_dsn)
+    assert name not in _seen_databases
+    with psycopg.connect(postgres_dsn) as conn:
+        # A table left by the other turn would mean the database was shared.
+        row = conn.execute(_USER_TABLES).fetchone()
+        assert row == (0,)
+        conn.execute("CREATE TABLE marker (turn text)")
+        conn.execute("INSERT INTO marker VALUES (%s)", (turn,))
+    _seen_databases.append(name)
+
+
+def test_create_and_drop_on_admin_dsn(postgres_admin_dsn: str) -> None:
+    first = create_database_on(postgres_admin_dsn, "t_admin_a")
+    second = create_database_on(postgres_admin_dsn, "t_admin_b")
+    try:
+        assert first != second
+        assert _current_database(first) == "t_admin_a"
+        assert _current_database(second) == "t_admin_b"
+        # A session still open must not block the drop (WITH (FORCE)).
+        lingering = psycopg.connect(first)
+        drop_database_on(postgres_admin_dsn, "t_admin_a")
+        with pytest.raises(psycopg.OperationalError):
+            lingering.execute("SELECT 1")
+        lingering.close()
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(first, connect_timeout=5)
+    finally:
+        drop_database_on(postgres_admin_dsn, "t_admin_a")
+        drop_database_on(postgres_admin_dsn, "t_admin_b")
+
+
+def test_database_names_postgres_would_truncate_are_refused(postgres_admin_dsn: str) -> None:
+    with pytest.raises(ValueError, match="1..63 bytes"):
+        create_database_on(postgres_admin_dsn, "x" * 64)
+
+
+def test_eventsourcing_postgres_store_round_trip(postgres_dsn: str) -> None:
+    url = urlsplit(postgres_dsn)
+    app: Application[object] = Application(
+        env={
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": unquote(url.path.lstrip("/")),
+            "POSTGRES_HOST": url.hostname or "",
+            "POSTGRES_PORT": str(url.port),
+            "POSTGRES_USER": unquote(url.username or ""),
+            "POSTGRES_PASSWORD": unquote(url.password or ""),
+            "CREATE_TABLE": "y",
+        }
+    )
+    try:
+        counter = Counter("ledger")
+        counter.increment()
+        counter.increment()
+        app.save(counter)
+        loaded = app.repository.get(counter.id)
+        assert isinstance(loaded, Counter)
+        assert (loaded.name, loaded.count, loaded.version) == ("ledger", 2, 3)
+    finally:
+        app.close()
+    # The events really are in this database (the library names the table after the app).
+    with psycopg.connect(postgres_dsn) as conn:
+        row = conn.execute("SELECT count(*) FROM application_events").fetchone()
+    assert row == (3,)
+
+
+def _local_server_or_skip(data_dir: Path) -> LocalPostgres:
+    try:
+        return start_postgres(data_dir)
+    except PostgresProvisioningError as exc:
+        if os.environ.get("FLOWLEDGER_REQUIRE_BACKENDS", "") == "1":
+            pytest.fail(f"PostgreSQL required (FLOWLEDGER_REQUIRE_BACKENDS=1): {exc}")
+        pytest.skip(f"no local PostgreSQL: {exc}")
+
+
+def test_start_postgres_on_a_running_data_dir_returns_the_same_server(tmp_path: Path) -> None:
+    data_dir = tmp_path / "cluster"
+    server = _local_server_or_skip(data_dir)
+    try:
+        postmaster_pid = (data_dir / "pgdata" / "postmaster.pid").read_text().splitlines()[0]
+        again = start_postgres(data_dir)
+        assert again == server
+        assert (data_dir / "pgdata" / "postmaster.pid").read_text().splitlines()[0] == (
+            postmaster_pid
+        )
+        assert (data_dir / "port").read_text().strip() == str(server.port)
+        assert server.dsn() == f"postgresql://flowledger@127.0.0.1:{server.port}/postgres"
+        dsn = create_database(server, "t_local")
+        assert dsn == server.dsn("t_local")
+        assert _current_database(dsn) == "t_local"
+        drop_database(server, "t_local")
+    finally:
+        assert stop_postgres(data_dir) is True
+    assert stop_postgres(data_dir) is False
+    assert not (data_dir / "port").exists()
+
+
+def test_missing_binaries_name_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    monkeypatch.setattr(postgres_local, "_FALLBACK_BINDIR_GLOBS", ())
+    with pytest.raises(PostgresProvisioningError, match=r"install PostgreSQL") as info:
+        start_postgres(tmp_path / "cluster")
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "cluster" / "pgdata").exists()
+
+
+def test_env_dsn_wins_and_its_cleanup_does_nothing(
+    postgres_admin_dsn: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("FLOWLEDGER_TEST_POSTGRES_DSN", postgres_admin_dsn)
+    dsn, cleanup = postgres_local.resolve_postgres_admin_dsn(tmp_path)
+    assert dsn == postgres_admin_dsn
+    cleanup()
+    assert list(tmp_path.iterdir()) == []
+    assert _current_database(postgres_admin_dsn) == "postgres"
+
+
+def test_unreachable_env_dsn_is_a_provisioning_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("FLOWLEDGER_TEST_POSTGRES_DSN", "postgresql://nobody@127.0.0.1:1/postgres")
+    with pytest.raises(PostgresProvisioningError, match="FLOWLEDGER_TEST_POSTGRES_DSN is set"):
+        postgres_local.resolve_postgres_admin_dsn(tmp_path)
+
+
+def test_docker_detection_is_fast_and_false_without_an_engine(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'docker.sock'}")
+    started = time.monotonic()
+    assert postgres_local.docker_available() is False
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:1")
+    assert postgres_local.docker_available() is False
+    assert time.monotonic() - started < 2
