@@ -109,7 +109,10 @@ def _step_began(doc: dict[str, Any], e: ev.StepBegan, at: str) -> None:
 
 def _attempt_began(doc: dict[str, Any], e: ev.AttemptBegan, at: str) -> None:
     step = _last_step(doc)
-    step["attempts"] = [*step["attempts"], {"start": at, "end": None, "success": None, "error": None}]
+    step["attempts"] = [
+        *step["attempts"],
+        {"start": at, "end": None, "success": None, "error": None},
+    ]
 
 
 def _attempt_ended(doc: dict[str, Any], e: ev.AttemptEnded, at: str) -> None:

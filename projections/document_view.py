@@ -98,8 +98,14 @@ class DocumentView(TrackingRecorder):
             for row in rows:
                 cursor.execute(
                     upsert,
-                    [row.key, row.account_id, row.workflow_name, row.status, row.created_at,
-                     _encode(row.doc).decode()],
+                    [
+                        row.key,
+                        row.account_id,
+                        row.workflow_name,
+                        row.status,
+                        row.created_at,
+                        _encode(row.doc).decode(),
+                    ],
                 )
             self._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]
 

@@ -101,7 +101,12 @@ async def start_service(
 
     def spawn(name: str, position: Any, handle: Any) -> None:
         coroutine = follow(
-            app, name, position, handle, wakeup.subscribe(), service.stop_event,
+            app,
+            name,
+            position,
+            handle,
+            wakeup.subscribe(),
+            service.stop_event,
             poll_interval_s=settings.poll_interval_s,
         )
         service.tasks.append(asyncio.create_task(coroutine, name=name))
@@ -116,7 +121,5 @@ async def start_service(
             service.projections.append(projection)
             spawn(f"projection:{name}", projection.position, projection.handle)
     if "api" in roles:
-        service.api = create_api(
-            tokens=settings.tokens(), views=views, readiness=service.readiness
-        )
+        service.api = create_api(tokens=settings.tokens(), views=views, readiness=service.readiness)
     return service

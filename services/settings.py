@@ -25,7 +25,9 @@ class Settings(BaseSettings):
     api_tokens: str = Field(default="", description="token=account[,account];... ('*' = all)")
     http_host: str = "127.0.0.1"
     http_port: int = 8787
-    group_id: str = Field(default="", description="commands consumer group; default {prefix}.commands-role")
+    group_id: str = Field(
+        default="", description="commands consumer group; default {prefix}.commands-role"
+    )
     state_dir: Path = Path(".flowledger")
     batch_max_records: int = Field(default=500, ge=1)
     aggregate_cache_size: int = Field(default=10_000, ge=0)

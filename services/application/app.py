@@ -106,8 +106,12 @@ class FlowledgerApplication(Application):  # type: ignore[type-arg]
 
     # --- reads used by adapters and tests ----------------------------------------------------
 
-    def get_instance(self, account_id: str, workflow_name: str, instance_id: str) -> WorkflowInstance:
-        return self.repository.get(WorkflowInstance.create_id(account_id, workflow_name, instance_id))
+    def get_instance(
+        self, account_id: str, workflow_name: str, instance_id: str
+    ) -> WorkflowInstance:
+        return self.repository.get(
+            WorkflowInstance.create_id(account_id, workflow_name, instance_id)
+        )
 
     def get_workflow(self, account_id: str, workflow_name: str) -> Workflow:
         return self.repository.get(Workflow.create_id(account_id, workflow_name))

@@ -108,12 +108,24 @@ def _check_body(body: c.InstanceBody) -> None:
 
 
 def _new_instance(
-    unit: UnitOfWork, cmd: Any, body: c.InstanceBody, instance_id: str, workflow: Workflow,
+    unit: UnitOfWork,
+    cmd: Any,
+    body: c.InstanceBody,
+    instance_id: str,
+    workflow: Workflow,
     now: datetime,
 ) -> WorkflowInstance:
     metadata_fields = (
-        "parent_instance_id", "mode", "triggered_by", "user_id", "workspace_id", "subject_id",
-        "applicant_id", "customer_user_id", "tags", "link",
+        "parent_instance_id",
+        "mode",
+        "triggered_by",
+        "user_id",
+        "workspace_id",
+        "subject_id",
+        "applicant_id",
+        "customer_user_id",
+        "tags",
+        "link",
     )
     instance = WorkflowInstance(
         account_id=cmd.account_id,
@@ -168,7 +180,9 @@ def create_instances(unit: UnitOfWork, cmd: c.CreateInstances, now: datetime) ->
         raise InvalidCommand("instance ids repeat within the batch")
     items = []
     for body, instance_id in zip(cmd.instances, ids, strict=True):
-        existing = unit.get(WorkflowInstance.create_id(cmd.account_id, cmd.workflow_name, instance_id))
+        existing = unit.get(
+            WorkflowInstance.create_id(cmd.account_id, cmd.workflow_name, instance_id)
+        )
         instance = existing or _new_instance(unit, cmd, body, instance_id, workflow, now)
         items.append(
             BulkItem(

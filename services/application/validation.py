@@ -25,10 +25,14 @@ _YEAR_MS = 365 * 86_400_000
 def check_json_size(what: str, value: Any) -> None:
     size = len(msgspec.json.encode(value))
     if size > MAX_JSON_BYTES:
-        raise PayloadTooLarge(f"{what} is {size} bytes of JSON; the limit is {MAX_JSON_BYTES} (1 MiB)")
+        raise PayloadTooLarge(
+            f"{what} is {size} bytes of JSON; the limit is {MAX_JSON_BYTES} (1 MiB)"
+        )
 
 
-def check_duration(what: str, value: int | str | None, *, low_ms: int = 0, high_ms: int = 0) -> None:
+def check_duration(
+    what: str, value: int | str | None, *, low_ms: int = 0, high_ms: int = 0
+) -> None:
     if value is None:
         return
     try:

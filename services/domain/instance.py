@@ -466,7 +466,9 @@ class WorkflowInstance(Aggregate):
     def resume(self, *, command_id: str, at: datetime) -> bool:
         """False when the instance is not paused: a no-op, as documented."""
         if self.status == st.PAUSED:
-            self._instance_resumed(status=self.resume_to or st.RUNNING, command_id=command_id, at=at)
+            self._instance_resumed(
+                status=self.resume_to or st.RUNNING, command_id=command_id, at=at
+            )
             return True
         if self.status == st.WAITING_FOR_PAUSE:
             self._instance_resumed(status=st.RUNNING, command_id=command_id, at=at)
@@ -502,9 +504,7 @@ class WorkflowInstance(Aggregate):
     ) -> None:
         self.status = st.TERMINATED
 
-    def restart(
-        self, *, from_step: dict[str, Any] | None, command_id: str, at: datetime
-    ) -> None:
+    def restart(self, *, from_step: dict[str, Any] | None, command_id: str, at: datetime) -> None:
         kept = 0
         if from_step is not None:
             position = next(
@@ -524,7 +524,11 @@ class WorkflowInstance(Aggregate):
                 )
             kept = position
         self._instance_restarted(
-            run=self.run.number + 1, kept_steps=kept, from_step=from_step, command_id=command_id, at=at
+            run=self.run.number + 1,
+            kept_steps=kept,
+            from_step=from_step,
+            command_id=command_id,
+            at=at,
         )
 
     @event("InstanceRestarted")

@@ -27,7 +27,17 @@ WAITING: Final = "waiting"
 ROLLING_BACK: Final = "rollingBack"
 
 ALL_STATUSES: Final = frozenset(
-    {QUEUED, RUNNING, PAUSED, ERRORED, TERMINATED, COMPLETE, WAITING_FOR_PAUSE, WAITING, ROLLING_BACK}
+    {
+        QUEUED,
+        RUNNING,
+        PAUSED,
+        ERRORED,
+        TERMINATED,
+        COMPLETE,
+        WAITING_FOR_PAUSE,
+        WAITING,
+        ROLLING_BACK,
+    }
 )
 TERMINAL: Final = frozenset({COMPLETE, ERRORED, TERMINATED})
 PAUSABLE: Final = frozenset({QUEUED, RUNNING, WAITING})

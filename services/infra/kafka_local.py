@@ -13,6 +13,7 @@ import concurrent.futures
 import contextlib
 import fcntl
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -35,7 +36,8 @@ _LOG4J2 = _KAFKA_DIR / "log4j2.properties"
 
 # The pom is the single place the version is pinned, so the jars and the Docker image cannot drift.
 _PINNED = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", _POM.read_text())
-assert _PINNED, f"no <kafka.version> in {_POM}"
+if _PINNED is None:
+    raise RuntimeError(f"no <kafka.version> in {_POM}")
 KAFKA_VERSION = _PINNED[1]
 KAFKA_IMAGE = f"apache/kafka:{KAFKA_VERSION}"
 
@@ -45,6 +47,7 @@ READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 
 _T = TypeVar("_T")
+_log = logging.getLogger(__name__)
 
 
 class KafkaProvisioningError(RuntimeError):
@@ -230,11 +233,59 @@ def _run_java(java: str, libs: Path, *args: str) -> list[str]:
     ]  # fmt: skip
 
 
-def _log_tail(log: Path, lines: int = 15) -> str:
+def _log_tail(log: Path) -> str:
     try:
-        return " | ".join(log.read_text(errors="replace").splitlines()[-lines:])
+        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
         return "(no broker log)"
+    # A JVM failure ends in stack frames; the lines naming the error are the useful part.
+    errors = [ln for ln in lines if re.search(r"ERROR|FATAL|Exception|Error\b", ln)]
+    return " | ".join((errors or lines)[-4:])[:1500] or "(empty broker log)"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        # As the JVM binds its server sockets: a port lingering in TIME_WAIT is still usable.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _recorded_ports(props: Path) -> tuple[int, int] | None:
+    text = props.read_text() if props.is_file() else ""
+    found = re.search(r"^listeners=PLAINTEXT://[^:]+:(\d+),CONTROLLER://[^:]+:(\d+)$", text, re.M)
+    return (int(found[1]), int(found[2])) if found else None
+
+
+def _prepare_storage(java: str, libs: Path, state_dir: Path, port: int | None) -> tuple[Path, int]:
+    """server.properties of a formatted node, and its port: the previous node's if it can
+    restart, else a new node's."""
+    props = state_dir / "server.properties"
+    ports = _recorded_ports(props)
+    # The voter set written at format time pins the controller's endpoint, so the stored data can
+    # be kept (topics, offsets) only when the node comes back on the very same ports.
+    if (
+        ports
+        and (state_dir / "data" / "meta.properties").is_file()
+        and port in (None, ports[0])
+        and all(map(_port_free, ports))
+    ):
+        return props, ports[0]
+    port = port or _free_port()
+    shutil.rmtree(state_dir / "data", ignore_errors=True)
+    props.write_text(_server_properties(state_dir, port, _free_port()))
+    fmt = subprocess.run(
+        _run_java(java, libs, "kafka.tools.StorageTool", "format", "-t", _cluster_id(),
+                  "-c", str(props), "--standalone"),
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if fmt.returncode != 0:
+        detail = " | ".join((fmt.stdout + fmt.stderr).strip().splitlines()[-5:])
+        raise KafkaProvisioningError(f"formatting Kafka storage in {props} failed: {detail}")
+    return props, port
 
 
 def start_broker(state_dir: Path, *, port: int | None = None) -> LocalBroker:
@@ -254,22 +305,9 @@ def start_broker(state_dir: Path, *, port: int | None = None) -> LocalBroker:
         running = broker_status(state_dir)  # another process may have won the race for this dir
         if running:
             return running
-        port = port or _free_port()
-        cport = _free_port()
+        props, port = _prepare_storage(java, libs, state_dir, port)
         bootstrap = f"127.0.0.1:{port}"
-        # A fresh node on each start: the voter set written at format time pins the controller port.
-        shutil.rmtree(state_dir / "data", ignore_errors=True)
-        props = state_dir / "server.properties"
-        props.write_text(_server_properties(state_dir, port, cport))
         log = state_dir / "broker.log"
-        fmt = subprocess.run(
-            _run_java(java, libs, "kafka.tools.StorageTool", "format", "-t", _cluster_id(),
-                      "-c", str(props), "--standalone"),
-            capture_output=True, text=True,
-        )  # fmt: skip
-        if fmt.returncode != 0:
-            detail = " | ".join((fmt.stdout + fmt.stderr).strip().splitlines()[-5:])
-            raise KafkaProvisioningError(f"formatting Kafka storage in {props} failed: {detail}")
         # Through sh so the broker is not our child: it outlives this process and, once stopped,
         # never lingers as our zombie. Its own session keeps it clear of the terminal's Ctrl-C.
         launched = subprocess.run(
@@ -343,7 +381,7 @@ async def _wait_ready(bootstrap: str, pid: int, timeout: float) -> None:
             await _ensure_topics(admin, {probe: 1}, timeout=10.0)
             await admin.delete_topics([probe])
             return
-        except (KafkaError, OSError, TimeoutError) as exc:
+        except (KafkaError, KafkaProvisioningError, OSError, TimeoutError) as exc:
             last = exc
         finally:
             await admin.close()
@@ -430,6 +468,10 @@ def _start_container() -> tuple[str, Callable[[], None]]:
     class ApacheKafkaContainer(KafkaContainer):
         def configure(self) -> None:
             self._configure_kraft()  # with_kraft() would reject "4.x" as older than Confluent 7.0
+            # Internal topics default to 3 replicas, which one broker cannot host.
+            for internal in ("TRANSACTION_STATE_LOG", "SHARE_COORDINATOR_STATE_TOPIC"):
+                self.with_env(f"KAFKA_{internal}_REPLICATION_FACTOR", "1")
+                self.with_env(f"KAFKA_{internal}_MIN_ISR", "1")
 
         def tc_start(self) -> None:
             host, port = self.get_container_host_ip(), self.get_exposed_port(self.port)
@@ -455,10 +497,10 @@ def resolve_bootstrap(state_dir: Path) -> tuple[str, Callable[[], None]]:
     if docker_available():
         try:
             return _start_container()
-        except Exception as exc:
-            raise KafkaProvisioningError(f"Kafka container {KAFKA_IMAGE} failed: {exc}") from exc
-    if broker_status(state_dir):  # someone else's broker: not ours to stop
-        return start_broker(state_dir).bootstrap, lambda: None
+        except Exception as exc:  # e.g. the image cannot be pulled: the local broker still can run
+            _log.warning("Kafka container %s failed (%s); using a local broker", KAFKA_IMAGE, exc)
+    if running := broker_status(state_dir):  # someone else's broker: not ours to stop
+        return running.bootstrap, lambda: None
     broker = start_broker(state_dir)
 
     def stop() -> None:

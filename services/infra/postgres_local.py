@@ -8,19 +8,26 @@ Layout of a local cluster's ``data_dir`` (the directory handed to :func:`start_p
 
     data_dir/pgdata/         the cluster itself (PGDATA)
     data_dir/run/            its Unix socket, so it never collides with a system server's socket
-    data_dir/postgres.log    server log; the tail is quoted in start-up errors
+    data_dir/postgres.log    server log; its first FATAL line is quoted in start-up errors
     data_dir/port            the TCP port of the running server, for humans and shell scripts
 
-PostgreSQL refuses to run as root. When this process is root, ``initdb`` and ``pg_ctl`` run as
-the ``postgres`` OS user: ``data_dir`` is chowned to it, and any ancestor of ``data_dir`` that
-user could not traverse (pytest's ``/tmp/pytest-of-root`` is 0700) gets the others-execute bit
-only, which allows reaching known paths but not listing directories.
+Running as root. PostgreSQL refuses to run as root, so ``initdb`` and the server run as the
+``postgres`` OS user, and that user must reach the cluster by path for as long as the server
+runs (the checkpointer opens ``<PGDATA>/global/pg_control`` by absolute path). A ``data_dir``
+under pytest's tmp dirs cannot promise that: every pytest session that starts resets
+``/tmp/pytest-of-root`` to 0700, and the next checkpoint then PANICs the server. So as root the
+cluster's files live in ``$TMPDIR/flowledger-postgres/cluster-*/`` (owned by ``postgres``), and
+``data_dir/pgdata`` and ``data_dir/postgres.log`` are symlinks to them. A cluster whose
+``data_dir`` has gone away (pytest rotating its tmp dirs) is stopped and deleted the next time
+a cluster is created. Status and stop are done from this process (``postmaster.pid`` and
+signals), never through ``pg_ctl`` as the server user.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import grp
 import logging
 import os
@@ -28,9 +35,11 @@ import pwd
 import re
 import shlex
 import shutil
+import signal
 import socket
 import stat
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -51,6 +60,7 @@ __all__ = [
     "drop_database",
     "drop_database_on",
     "find_postgres_bindir",
+    "remove_postgres",
     "resolve_postgres_admin_dsn",
     "start_postgres",
     "stop_postgres",
@@ -66,10 +76,14 @@ _OS_USER_WHEN_ROOT = "postgres"
 _REQUIRED_BINARIES = ("initdb", "pg_ctl", "postgres")
 # Debian/Ubuntu and RHEL/PGDG install server binaries outside PATH, one directory per major.
 _FALLBACK_BINDIR_GLOBS: tuple[str, ...] = ("/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin")
+_RELOCATION_DIR_NAME = "flowledger-postgres"
+# A cluster home younger than this may still be being set up by another process.
+_ORPHAN_MIN_AGE_SECONDS = 120.0
 # sockaddr_un.sun_path is 108 bytes including the NUL on Linux.
 _MAX_SOCKET_PATH = 107
 _START_ATTEMPTS = 3
-_PG_CTL_WAIT_SECONDS = 60
+_START_WAIT_SECONDS = 60.0
+_STOP_WAIT_SECONDS = 60.0
 _DB_NAME_MAX_BYTES = 63
 
 
@@ -88,10 +102,6 @@ class LocalPostgres:
         return f"postgresql://{quote(self.user, safe='')}@{self.host}:{self.port}/" + quote(
             dbname, safe=""
         )
-
-    @property
-    def pgdata(self) -> Path:
-        return _pgdata(self.data_dir)
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,10 +123,7 @@ def find_postgres_bindir() -> Path:
             )
             if out.returncode == 0 and out.stdout.strip():
                 candidates.append(Path(out.stdout.strip()))
-    globbed: list[Path] = []
-    for pattern in _FALLBACK_BINDIR_GLOBS:
-        root = Path(pattern.split("*", 1)[0]).parent
-        globbed.extend(root.glob(pattern[len(str(root)) + 1 :]))
+    globbed = [Path(found) for pattern in _FALLBACK_BINDIR_GLOBS for found in glob.glob(pattern)]
     candidates.extend(sorted(globbed, key=_major_version_key, reverse=True))
 
     for bindir in candidates:
@@ -178,36 +185,131 @@ def _run(
     )
 
 
-def _prepare_data_dir(data_dir: Path, os_user: pwd.struct_passwd | None) -> None:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    if os_user is None:
-        return
-    os.chown(data_dir, os_user.pw_uid, os_user.pw_gid)
+def _can_traverse(path: Path, os_user: pwd.struct_passwd) -> bool:
     groups = {os_user.pw_gid} | {g.gr_gid for g in grp.getgrall() if os_user.pw_name in g.gr_mem}
-    for ancestor in data_dir.resolve().parents:
-        st = ancestor.stat()
+    for directory in [path, *path.parents]:
+        st = directory.stat()
         if st.st_uid == os_user.pw_uid:
-            allowed = bool(st.st_mode & stat.S_IXUSR)
+            bit = stat.S_IXUSR
         elif st.st_gid in groups:
-            allowed = bool(st.st_mode & stat.S_IXGRP)
+            bit = stat.S_IXGRP
         else:
-            allowed = bool(st.st_mode & stat.S_IXOTH)
-        if not allowed:
-            log.info(
-                "granting others-execute on %s so '%s' can reach %s",
-                ancestor,
-                os_user.pw_name,
-                data_dir,
-            )
-            os.chmod(ancestor, stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Where a cluster's files live
+
+
+@dataclass(frozen=True)
+class _Home:
+    """The directory holding pgdata/, run/ and postgres.log: data_dir, or a relocated one."""
+
+    path: Path
+
+    @property
+    def pgdata(self) -> Path:
+        return self.path / "pgdata"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "postgres.log"
+
+    @property
+    def run(self) -> Path:
+        return self.path / "run"
+
+
+def _existing_home(data_dir: Path) -> _Home | None:
+    link = data_dir / "pgdata"
+    if link.is_symlink():
+        home = _Home(Path(os.readlink(link)).parent)
+        return home if home.path.is_dir() else None
+    if (link / "PG_VERSION").exists():
+        return _Home(data_dir)
+    return None
+
+
+def _relocation_base(os_user: pwd.struct_passwd) -> Path:
+    base = Path(tempfile.gettempdir()) / _RELOCATION_DIR_NAME
+    with contextlib.suppress(FileExistsError):
+        base.mkdir(mode=0o711)
+    st = os.lstat(base)
+    # A shared temp dir: refuse anything we did not create ourselves (symlink games).
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise PostgresProvisioningError(
+            f"{base} is not a directory owned by uid {os.geteuid()}: remove it and retry"
+        )
+    os.chmod(base, 0o711)
+    if not _can_traverse(base, os_user):
+        raise PostgresProvisioningError(
+            f"the '{os_user.pw_name}' OS user cannot reach {base}: set TMPDIR to a directory "
+            "it can traverse (e.g. /tmp)"
+        )
+    return base
+
+
+def _new_home(data_dir: Path, os_user: pwd.struct_passwd | None) -> _Home:
+    if os_user is None:
+        return _Home(data_dir)
+    base = _relocation_base(os_user)
+    _sweep_orphans(base)
+    home = _Home(Path(tempfile.mkdtemp(prefix="cluster-", dir=base)))
+    # Written first: the sweep uses it to tell a live cluster home from a leftover one.
+    (home.path / "origin").write_text(f"{data_dir}\n")
+    os.chown(home.path, os_user.pw_uid, os_user.pw_gid)
+    for name in ("pgdata", "postgres.log"):
+        _remove(data_dir / name)
+        (data_dir / name).symlink_to(home.path / name)
+    return home
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _discard_home(data_dir: Path, home: _Home) -> None:
+    if home.path == data_dir:
+        shutil.rmtree(home.pgdata, ignore_errors=True)
+        shutil.rmtree(home.run, ignore_errors=True)
+        home.log.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(home.path, ignore_errors=True)
+        for name in ("pgdata", "postgres.log"):
+            _remove(data_dir / name)
+    (data_dir / "port").unlink(missing_ok=True)
+
+
+def _sweep_orphans(base: Path) -> None:
+    """Stop and delete relocated clusters whose data_dir no longer points at them."""
+    now = time.time()
+    for candidate in base.glob("cluster-*"):
+        home = _Home(candidate)
+        try:
+            if now - candidate.stat().st_mtime < _ORPHAN_MIN_AGE_SECONDS:
+                continue
+            origin = Path((candidate / "origin").read_text().strip())
+            link = origin / "pgdata"
+            if link.is_symlink() and Path(os.readlink(link)) == home.pgdata:
+                continue
+        except OSError:
+            pass
+        running = _running(home.pgdata)
+        if running is not None:
+            log.warning("stopping orphaned PostgreSQL (pid %s) in %s", running.pid, candidate)
+            with contextlib.suppress(PostgresProvisioningError):
+                _shutdown(home.pgdata, running.pid)
+        shutil.rmtree(candidate, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------
 # Cluster lifecycle
-
-
-def _pgdata(data_dir: Path) -> Path:
-    return data_dir / "pgdata"
 
 
 @contextlib.contextmanager
@@ -222,24 +324,62 @@ def _locked(data_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _running_port(data_dir: Path, bindir: Path, os_user: pwd.struct_passwd | None) -> int | None:
-    """The port of the server running on ``data_dir``'s cluster, or None when it is down."""
-    pgdata = _pgdata(data_dir)
-    if not (pgdata / "PG_VERSION").exists():
-        return None
-    status = _run(
-        [str(bindir / "pg_ctl"), "status", "-D", str(pgdata)],
-        os_user=os_user,
-        cwd=data_dir,
-        timeout=30,
-    )
-    if status.returncode != 0:
-        return None
+@dataclass(frozen=True)
+class _Postmaster:
+    pid: int
+    port: int
+    status: str
+
+
+def _read_postmaster_pid(pgdata: Path) -> _Postmaster | None:
     try:
-        # postmaster.pid line 4 is the port the running postmaster actually bound.
-        return int((pgdata / "postmaster.pid").read_text().splitlines()[3])
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        # Lines: pid, data dir, start time, port, socket dir, listen address, shmem key, status.
+        return _Postmaster(
+            pid=int(lines[0]),
+            port=int(lines[3]),
+            status=lines[7].strip() if len(lines) > 7 else "",
+        )
     except (OSError, IndexError, ValueError):
         return None
+
+
+def _is_postmaster_of(pid: int, pgdata: Path) -> bool:
+    """Whether ``pid`` is a live process working in ``pgdata`` (not a zombie, not a reused pid)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    if not Path("/proc/self").exists():
+        # No procfs: trust the pid file, as pg_ctl does.
+        return True
+    proc = Path(f"/proc/{pid}")
+    try:
+        # Orphans can linger as zombies where PID 1 does not reap them (some sandboxes).
+        if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+        # A stale pid file can name a pid since reused by an unrelated process.
+        return os.path.samefile(proc / "cwd", pgdata)
+    except (OSError, IndexError):
+        return False
+
+
+def _running(pgdata: Path) -> _Postmaster | None:
+    postmaster = _read_postmaster_pid(pgdata)
+    if postmaster is None or not _is_postmaster_of(postmaster.pid, pgdata):
+        return None
+    return postmaster
+
+
+def _clear_stale_locks(home: _Home) -> None:
+    # Called only when no postmaster runs here. PostgreSQL ignores a lock naming a dead pid, but
+    # not one naming a zombie, so a crashed server's locks would block every later start.
+    (home.pgdata / "postmaster.pid").unlink(missing_ok=True)
+    if home.run.is_dir():
+        for leftover in home.run.glob(".s.PGSQL.*"):
+            leftover.unlink(missing_ok=True)
 
 
 def _free_port() -> int:
@@ -248,29 +388,27 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _log_size(data_dir: Path) -> int:
+def _log_size(home: _Home) -> int:
     try:
-        return (data_dir / "postgres.log").stat().st_size
+        return home.log.stat().st_size
     except OSError:
         return 0
 
 
-def _log_since(data_dir: Path, offset: int) -> str:
+def _log_since(home: _Home, offset: int) -> str:
     try:
-        with open(data_dir / "postgres.log", "rb") as handle:
+        with open(home.log, "rb") as handle:
             handle.seek(offset)
             return handle.read().decode(errors="replace")
     except OSError:
         return ""
 
 
-def _log_summary(text: str) -> str:
-    """The line that explains a failed start: the first FATAL/PANIC, else the last line."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    for line in lines:
+def _first_fatal(text: str) -> str:
+    for line in text.splitlines():
         if "FATAL:" in line or "PANIC:" in line:
-            return line
-    return lines[-1] if lines else ""
+            return line.strip()
+    return ""
 
 
 def _last_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -278,13 +416,12 @@ def _last_line(result: subprocess.CompletedProcess[str]) -> str:
     return lines[-1] if lines else f"exit status {result.returncode}, no output"
 
 
-def _server_options(data_dir: Path, port: int, durable: bool) -> str:
-    socket_dir = data_dir / "run"
+def _server_options(home: _Home, port: int, durable: bool) -> str:
     # A too-long socket path makes the postmaster exit; clients here use TCP anyway.
-    if len(str(socket_dir)) + len(f"/.s.PGSQL.{port}") > _MAX_SOCKET_PATH:
+    if len(str(home.run)) + len(f"/.s.PGSQL.{port}") > _MAX_SOCKET_PATH:
         socket_setting = "unix_socket_directories="
     else:
-        socket_setting = f"unix_socket_directories={socket_dir}"
+        socket_setting = f"unix_socket_directories={home.run}"
     settings = [
         "listen_addresses=127.0.0.1",
         socket_setting,
@@ -302,77 +439,11 @@ def _server_options(data_dir: Path, port: int, durable: bool) -> str:
     return " ".join(shlex.quote(part) for part in parts)
 
 
-def _start(data_dir: Path, *, durable: bool) -> tuple[LocalPostgres, bool]:
-    """Start (or find running) the cluster; also says whether this call started it."""
-    bindir = find_postgres_bindir()
-    os_user = _server_os_user()
-    data_dir = data_dir.absolute()
-    _prepare_data_dir(data_dir, os_user)
-    with _locked(data_dir):
-        port = _running_port(data_dir, bindir, os_user)
-        if port is not None:
-            server = LocalPostgres("127.0.0.1", port, SUPERUSER, data_dir)
-            _wait_until_accepting(server, timeout=30)
-            return server, False
-
-        pgdata = _pgdata(data_dir)
-        if not (pgdata / "PG_VERSION").exists():
-            _initdb(bindir, data_dir, os_user, durable=durable)
-        (data_dir / "run").mkdir(exist_ok=True)
-        if os_user is not None:
-            # The postmaster creates its socket and lock file there.
-            os.chown(data_dir / "run", os_user.pw_uid, os_user.pw_gid)
-
-        started = False
-        last_error = "no attempt made"
-        for _ in range(_START_ATTEMPTS):
-            port = _free_port()
-            log_offset = _log_size(data_dir)
-            result = _run(
-                [
-                    str(bindir / "pg_ctl"),
-                    "start",
-                    "-D",
-                    str(pgdata),
-                    "-l",
-                    str(data_dir / "postgres.log"),
-                    "-w",
-                    "-t",
-                    str(_PG_CTL_WAIT_SECONDS),
-                    "-o",
-                    _server_options(data_dir, port, durable),
-                ],
-                os_user=os_user,
-                cwd=data_dir,
-                timeout=_PG_CTL_WAIT_SECONDS + 15,
-            )
-            if result.returncode == 0:
-                started = True
-                break
-            attempt_log = _log_since(data_dir, log_offset)
-            last_error = _log_summary(attempt_log) or _last_line(result)
-            # Another process may have taken the port between probe and bind: try another.
-            if "Address already in use" not in attempt_log:
-                break
-        if not started:
-            raise PostgresProvisioningError(
-                f"pg_ctl could not start PostgreSQL in {pgdata} (see {data_dir}/postgres.log): "
-                f"{last_error}"
-            )
-
-        server = LocalPostgres("127.0.0.1", port, SUPERUSER, data_dir)
-        _wait_until_accepting(server, timeout=30)
-        (data_dir / "port").write_text(f"{port}\n")
-        return server, True
-
-
-def _initdb(
-    bindir: Path, data_dir: Path, os_user: pwd.struct_passwd | None, *, durable: bool
-) -> None:
+def _initdb(bindir: Path, home: _Home, os_user: pwd.struct_passwd | None, *, durable: bool) -> None:
     argv = [
         str(bindir / "initdb"),
         "-D",
-        str(_pgdata(data_dir)),
+        str(home.pgdata),
         "-U",
         SUPERUSER,
         # trust for local and host (127.0.0.1/::1) lines: the server only listens on loopback.
@@ -382,11 +453,110 @@ def _initdb(
     ]
     if not durable:
         argv.append("--no-sync")
-    result = _run(argv, os_user=os_user, cwd=data_dir, timeout=300)
+    result = _run(argv, os_user=os_user, cwd=home.path, timeout=300)
     if result.returncode != 0:
-        raise PostgresProvisioningError(
-            f"initdb failed for {_pgdata(data_dir)}: {_last_line(result)}"
+        raise PostgresProvisioningError(f"initdb failed for {home.pgdata}: {_last_line(result)}")
+
+
+def _wait_until_ready(home: _Home, port: int, log_offset: int, timeout: float) -> str:
+    """Empty string once the postmaster reports ready on ``port``, else why it did not."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        postmaster = _running(home.pgdata)
+        if postmaster is not None and postmaster.port == port and postmaster.status == "ready":
+            return ""
+        fatal = _first_fatal(_log_since(home, log_offset))
+        if fatal:
+            return fatal
+        time.sleep(0.05)
+    return f"not ready within {timeout:.0f}s"
+
+
+def _launch(bindir: Path, home: _Home, os_user: pwd.struct_passwd | None, durable: bool) -> int:
+    """Start the postmaster on a free port and wait until it is ready; return the port."""
+    _clear_stale_locks(home)
+    home.run.mkdir(exist_ok=True)
+    if os_user is not None:
+        # The postmaster creates its socket and socket lock file there.
+        os.chown(home.run, os_user.pw_uid, os_user.pw_gid)
+    failure = "no attempt made"
+    for _ in range(_START_ATTEMPTS):
+        port = _free_port()
+        log_offset = _log_size(home)
+        # -W: readiness is checked from here (postmaster.pid), not by pg_ctl as the server user.
+        result = _run(
+            [
+                str(bindir / "pg_ctl"),
+                "start",
+                "-D",
+                str(home.pgdata),
+                "-l",
+                str(home.log),
+                "-W",
+                "-o",
+                _server_options(home, port, durable),
+            ],
+            os_user=os_user,
+            cwd=home.path,
+            timeout=60,
         )
+        failure = (
+            _last_line(result)
+            if result.returncode != 0
+            else _wait_until_ready(home, port, log_offset, _START_WAIT_SECONDS)
+        )
+        if not failure:
+            return port
+        half_started = _running(home.pgdata)
+        if half_started is not None:
+            _shutdown(home.pgdata, half_started.pid)
+        _clear_stale_locks(home)
+        # Another process may have taken the port between probe and bind: worth another try.
+        if "Address already in use" not in _log_since(home, log_offset):
+            break
+    raise PostgresProvisioningError(
+        f"PostgreSQL did not start in {home.pgdata} (see {home.log}): {failure}"
+    )
+
+
+@dataclass(frozen=True)
+class _Started:
+    server: LocalPostgres
+    started: bool  # this call started the server (it was not running)
+    created: bool  # this call ran initdb
+
+
+def _start(data_dir: Path, *, durable: bool) -> _Started:
+    bindir = find_postgres_bindir()
+    os_user = _server_os_user()
+    data_dir = data_dir.absolute()
+    with _locked(data_dir):
+        home = _existing_home(data_dir)
+        if home is not None:
+            running = _running(home.pgdata)
+            if running is not None:
+                server = LocalPostgres("127.0.0.1", running.port, SUPERUSER, data_dir)
+                _wait_until_accepting(server, timeout=30)
+                return _Started(server, started=False, created=False)
+
+        if home is not None and not (home.pgdata / "PG_VERSION").exists():
+            # Left half-made by an interrupted initdb: start over.
+            _discard_home(data_dir, home)
+            home = None
+        created = home is None
+        if home is None:
+            home = _new_home(data_dir, os_user)
+            try:
+                _initdb(bindir, home, os_user, durable=durable)
+            except BaseException:
+                _discard_home(data_dir, home)
+                raise
+
+        port = _launch(bindir, home, os_user, durable)
+        server = LocalPostgres("127.0.0.1", port, SUPERUSER, data_dir)
+        _wait_until_accepting(server, timeout=30)
+        (data_dir / "port").write_text(f"{port}\n")
+        return _Started(server, started=True, created=created)
 
 
 def _wait_until_accepting(server: LocalPostgres, *, timeout: float) -> None:
@@ -405,49 +575,57 @@ def _wait_until_accepting(server: LocalPostgres, *, timeout: float) -> None:
             time.sleep(0.1)
 
 
+def _shutdown(pgdata: Path, pid: int) -> None:
+    # SIGINT is pg_ctl's "fast" mode; SIGQUIT ("immediate") only if fast does not finish.
+    for sig, timeout in ((signal.SIGINT, _STOP_WAIT_SECONDS), (signal.SIGQUIT, 10.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _is_postmaster_of(pid, pgdata):
+                return
+            time.sleep(0.05)
+    raise PostgresProvisioningError(
+        f"PostgreSQL (pid {pid}) in {pgdata} did not shut down: kill it, then remove "
+        f"{pgdata}/postmaster.pid"
+    )
+
+
 def start_postgres(data_dir: Path, *, durable: bool = False) -> LocalPostgres:
-    """Initialise (first time) and start a loopback-only cluster under ``data_dir``.
+    """Initialise (first time) and start a loopback-only cluster for ``data_dir``.
 
     Idempotent: if that cluster is already running, it is returned as is. ``durable=False``
     (the default) turns off fsync and friends for speed; see :func:`_server_options`.
     """
-    server, _ = _start(data_dir, durable=durable)
-    return server
+    return _start(data_dir, durable=durable).server
 
 
 def stop_postgres(data_dir: Path) -> bool:
-    """Stop the cluster under ``data_dir`` (fast shutdown); False if it was not running."""
+    """Stop the cluster of ``data_dir`` (fast shutdown); False if it was not running."""
     data_dir = data_dir.absolute()
-    if not (_pgdata(data_dir) / "PG_VERSION").exists():
+    home = _existing_home(data_dir)
+    if home is None:
         return False
-    bindir = find_postgres_bindir()
-    os_user = _server_os_user()
     with _locked(data_dir):
-        if _running_port(data_dir, bindir, os_user) is None:
+        running = _running(home.pgdata)
+        if running is None:
             return False
-        result = _run(
-            [
-                str(bindir / "pg_ctl"),
-                "stop",
-                "-D",
-                str(_pgdata(data_dir)),
-                "-m",
-                "fast",
-                "-w",
-                "-t",
-                str(_PG_CTL_WAIT_SECONDS),
-            ],
-            os_user=os_user,
-            cwd=data_dir,
-            timeout=_PG_CTL_WAIT_SECONDS + 15,
-        )
-        if result.returncode != 0:
-            raise PostgresProvisioningError(
-                f"pg_ctl could not stop PostgreSQL in {_pgdata(data_dir)}: {_last_line(result)}"
-            )
-        with contextlib.suppress(FileNotFoundError):
-            (data_dir / "port").unlink()
+        _shutdown(home.pgdata, running.pid)
+        (data_dir / "port").unlink(missing_ok=True)
         return True
+
+
+def remove_postgres(data_dir: Path) -> None:
+    """Stop the cluster of ``data_dir`` if it runs, and delete its files (relocated ones too)."""
+    data_dir = data_dir.absolute()
+    stop_postgres(data_dir)
+    home = _existing_home(data_dir)
+    if home is None and (data_dir / "pgdata").is_symlink():
+        # Relocated home already gone: only the links are left.
+        home = _Home(Path(os.readlink(data_dir / "pgdata")).parent)
+    if home is not None:
+        with _locked(data_dir):
+            _discard_home(data_dir, home)
 
 
 # --------------------------------------------------------------------------------------------
@@ -576,8 +754,9 @@ def resolve_postgres_admin_dsn(state_dir: Path) -> tuple[str, Callable[[], None]
     """An admin DSN (database ``postgres``, may CREATE DATABASE) and its cleanup.
 
     ``FLOWLEDGER_TEST_POSTGRES_DSN`` (cleanup does nothing) -> a testcontainers PostgreSQL when
-    Docker answers (cleanup removes it) -> the local cluster under ``state_dir/postgres``
-    (cleanup stops it, but only if this call was the one that started it).
+    Docker answers (cleanup removes it) -> the local cluster of ``state_dir/postgres``
+    (cleanup stops it only if this call started it, and deletes it only if this call created
+    it: a cluster someone else left running or initialised is left as found).
     """
     env_dsn = os.environ.get(ENV_ADMIN_DSN, "").strip()
     if env_dsn:
@@ -594,7 +773,7 @@ def resolve_postgres_admin_dsn(state_dir: Path) -> tuple[str, Callable[[], None]
 
     data_dir = state_dir / "postgres"
     try:
-        server, started = _start(data_dir, durable=False)
+        outcome = _start(data_dir, durable=False)
     except PostgresProvisioningError as exc:
         if docker_error is not None:
             raise PostgresProvisioningError(
@@ -603,7 +782,9 @@ def resolve_postgres_admin_dsn(state_dir: Path) -> tuple[str, Callable[[], None]
         raise
 
     def cleanup() -> None:
-        if started:
+        if outcome.created:
+            remove_postgres(data_dir)
+        elif outcome.started:
             stop_postgres(data_dir)
 
-    return server.dsn(), cleanup
+    return outcome.server.dsn(), cleanup

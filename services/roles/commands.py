@@ -70,7 +70,10 @@ def register_commands_role(
         for dead in intake.dead_letters:
             log.warning(
                 "dead-lettered %s[%d]@%d: %s",
-                dead.record.topic, dead.record.partition, dead.record.offset, dead.reason,
+                dead.record.topic,
+                dead.record.partition,
+                dead.record.offset,
+                dead.reason,
             )
         await asyncio.gather(*sends)
 

@@ -8,6 +8,7 @@ at once by an in-process signal after each save, and by a short poll for other p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -65,7 +66,5 @@ async def follow(
         except Exception:  # a broker or database hiccup: log, back off, try again
             log.exception("%s: failed to follow the notification log; retrying", name)
             last = await asyncio.to_thread(position)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wakeup.wait(), timeout=poll_interval_s)
-        except TimeoutError:
-            pass

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+from uuid import UUID
 
 import psycopg
 import pytest
@@ -20,6 +22,7 @@ from services.infra.postgres_local import (
     create_database_on,
     drop_database,
     drop_database_on,
+    remove_postgres,
     start_postgres,
     stop_postgres,
 )
@@ -100,7 +103,7 @@ def test_database_names_postgres_would_truncate_are_refused(postgres_admin_dsn: 
 
 def test_eventsourcing_postgres_store_round_trip(postgres_dsn: str) -> None:
     url = urlsplit(postgres_dsn)
-    app: Application[object] = Application(
+    app: Application[UUID] = Application(
         env={
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
             "POSTGRES_DBNAME": unquote(url.path.lstrip("/")),
@@ -116,7 +119,7 @@ def test_eventsourcing_postgres_store_round_trip(postgres_dsn: str) -> None:
         counter.increment()
         counter.increment()
         app.save(counter)
-        loaded = app.repository.get(counter.id)
+        loaded: Aggregate = app.repository.get(counter.id)
         assert isinstance(loaded, Counter)
         assert (loaded.name, loaded.count, loaded.version) == ("ledger", 2, 3)
     finally:
@@ -156,6 +159,52 @@ def test_start_postgres_on_a_running_data_dir_returns_the_same_server(tmp_path: 
         assert stop_postgres(data_dir) is True
     assert stop_postgres(data_dir) is False
     assert not (data_dir / "port").exists()
+    # A stopped cluster starts again (new port) with its data intact.
+    restarted = start_postgres(data_dir)
+    assert _current_database(restarted.dsn()) == "postgres"
+    remove_postgres(data_dir)
+    assert not (data_dir / "pgdata").exists()
+    assert not (data_dir / "pgdata").is_symlink()
+
+
+def test_cluster_survives_its_data_dir_becoming_private(tmp_path: Path) -> None:
+    # Every new pytest session resets /tmp/pytest-of-<user> to 0700. As root the server runs
+    # as another user, and its checkpoints must still reach the cluster afterwards.
+    data_dir = tmp_path / "cluster"
+    server = _local_server_or_skip(data_dir)
+    mode = tmp_path.stat().st_mode
+    try:
+        tmp_path.chmod(0o700)
+        dsn = create_database(server, "t_private")
+        with psycopg.connect(server.dsn(), autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
+        assert _current_database(dsn) == "t_private"
+        drop_database(server, "t_private")
+        assert start_postgres(data_dir) == server
+    finally:
+        tmp_path.chmod(mode)
+        remove_postgres(data_dir)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="clusters are relocated only when running as root")
+def test_a_cluster_whose_data_dir_is_gone_is_stopped_and_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    abandoned = tmp_path / "abandoned"
+    server = _local_server_or_skip(abandoned)
+    home = (abandoned / "pgdata").resolve().parent
+    pid = int((home / "pgdata" / "postmaster.pid").read_text().splitlines()[0])
+    shutil.rmtree(abandoned)  # what pytest's tmp dir rotation does
+    monkeypatch.setattr(postgres_local, "_ORPHAN_MIN_AGE_SECONDS", 0.0)
+    successor = tmp_path / "successor"
+    try:
+        start_postgres(successor)
+        assert not home.exists()
+        assert not postgres_local._is_postmaster_of(pid, home / "pgdata")
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(server.dsn(), connect_timeout=2)
+    finally:
+        remove_postgres(successor)
 
 
 def test_missing_binaries_name_what_to_install(

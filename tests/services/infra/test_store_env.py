@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from eventsourcing.application import Application
@@ -21,12 +22,12 @@ class Tally(Aggregate):
 
 
 def _round_trip(env: dict[str, str]) -> None:
-    app: Application[object] = Application(env=env)
+    app: Application[UUID] = Application(env=env)
     try:
         tally = Tally()
         tally.add(5)
         app.save(tally)
-        loaded = app.repository.get(tally.id)
+        loaded: Aggregate = app.repository.get(tally.id)
         assert isinstance(loaded, Tally)
         assert loaded.total == 5
     finally:

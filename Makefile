@@ -1,0 +1,36 @@
+# Every target does its own set-up; run `make test` or `make run` on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install kafka-jars run test lint schemas clean
+
+install: $(STAMP)
+
+# Reinstalls only when pyproject.toml changes: a second run downloads nothing.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+# Apache Kafka's broker jars from Maven Central, cached outside the repo (~/.cache/flowledger).
+kafka-jars: install
+	$(BIN)/python -c "from services.infra.kafka_local import ensure_kafka_jars as e; print('kafka jars:', e())"
+
+run: install kafka-jars
+	$(BIN)/flowledger serve
+
+test: install kafka-jars
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check services contracts projections tests
+	$(BIN)/mypy services contracts projections
+
+schemas: install
+	$(BIN)/flowledger schemas
+
+clean:
+	rm -rf $(VENV) .flowledger *.egg-info

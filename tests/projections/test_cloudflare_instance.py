@@ -1,0 +1,92 @@
+"""The Cloudflare projection is a pure fold over lifecycle events."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from contracts import events as ev
+from projections import cloudflare_instance as cf
+
+T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def _common(instance_id: str, version: int) -> dict[str, object]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "account_id": "acc",
+        "workflow_name": "wf",
+        "instance_id": instance_id,
+        "version": version,
+        "occurred_at": T0 + timedelta(seconds=version),
+        "command_id": str(uuid.uuid4()),
+    }
+
+
+def _created(instance_id: str) -> ev.InstanceCreated:
+    return ev.InstanceCreated(
+        **_common(instance_id, 1),
+        global_id=str(uuid.uuid4()),  # type: ignore[arg-type]
+        workflow_id=str(uuid.uuid4()),
+        version_id=str(uuid.uuid4()),
+        params={"p": 1},
+    )
+
+
+def _fold(events: list[ev.LifecycleEvent]) -> dict[str, object]:
+    doc = None
+    for event in events:
+        doc = cf.apply(doc, event)
+    assert doc is not None
+    return doc
+
+
+def test_created_instance_reads_as_queued_with_its_params() -> None:
+    instance_id = f"i-{uuid.uuid4().hex[:8]}"
+    created = _created(instance_id)
+    response = cf.get_response(_fold([created]))
+    assert response["status"] == "queued" and response["params"] == {"p": 1}
+    assert response["versionId"] == created.version_id
+    assert response["step_count"] == 0 and response["trigger"] == {"source": "api"}
+
+
+def test_sensitive_step_output_is_redacted_and_run_completes() -> None:
+    iid = f"i-{uuid.uuid4().hex[:8]}"
+    config = {
+        "retries": {"limit": 1, "delay": 10, "backoff": "constant"},
+        "timeout": 5,
+        "sensitive": "output",
+    }
+    doc = _fold(
+        [
+            _created(iid),
+            ev.RunStarted(**_common(iid, 2)),  # type: ignore[arg-type]
+            ev.StepBegan(**_common(iid, 3), name="s", step_type="step", count=1, config=config),  # type: ignore[arg-type]
+            ev.AttemptBegan(**_common(iid, 4), name="s", attempt=1),  # type: ignore[arg-type]
+            ev.AttemptEnded(**_common(iid, 5), name="s", attempt=1, success=True),  # type: ignore[arg-type]
+            ev.StepEnded(
+                **_common(iid, 6), name="s", step_type="step", success=True, output="secret"
+            ),  # type: ignore[arg-type]
+            ev.RunCompleted(**_common(iid, 7), output={"ok": True}),  # type: ignore[arg-type]
+        ]
+    )
+    response = cf.get_response(doc)
+    [step] = response["steps"]
+    assert step["output"] == cf.REDACTED and step["success"] is True
+    assert len(step["attempts"]) == 1 and step["attempts"][0]["success"] is True
+    assert response["status"] == "complete" and response["output"] == {"ok": True}
+    assert response["success"] is True and response["end"] is not None
+
+
+def test_terminate_adds_a_termination_step_and_restart_starts_afresh() -> None:
+    iid = f"i-{uuid.uuid4().hex[:8]}"
+    terminated = _fold(
+        [
+            _created(iid),
+            ev.InstanceTerminated(**_common(iid, 2), rollback=False),  # type: ignore[arg-type]
+        ]
+    )
+    assert terminated["status"] == "terminated"
+    assert terminated["steps"][-1] == {"type": "termination", "trigger": {"source": "api"}}
+    restarted = cf.apply(terminated, ev.InstanceRestarted(**_common(iid, 3), run=2, kept_steps=0))  # type: ignore[arg-type]
+    assert restarted is not None and restarted["status"] == "queued" and restarted["steps"] == []
