@@ -11,7 +11,7 @@ import pytest
 pytest_plugins = ["tests.fixtures.kafka", "tests.fixtures.postgres", "tests.fixtures.service"]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The same test on both event stores: a real SQLite file and a real PostgreSQL database."""
     if request.param == "sqlite":

@@ -17,7 +17,7 @@ from uuid import UUID
 import msgspec
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from contracts.commands import AnyCommand
 from contracts.replies import Reply, ReplyError
@@ -100,6 +100,12 @@ class FlowledgerApplication(Application):  # type: ignore[type-arg]
             decision: Decision = HANDLERS[type(command)](unit, command, now)
         except DomainError as error:
             return _rejected(command, error.code, error.message)
+        except PersistenceError:
+            raise  # the store is unwell: fail the batch so Kafka redelivers it
+        except Exception as error:
+            # A bug must not turn one command into a poison pill that blocks its partition.
+            log.exception("command %s failed unexpectedly", command.command_id)
+            return _rejected(command, "command.failed", f"{type(error).__name__}: {error}")
         reply = decision.reply(command)
         unit.record(command.command_id, reply)
         return reply

@@ -234,7 +234,7 @@ def begin_step(unit: UnitOfWork, cmd: c.BeginStep, now: datetime) -> Decision:
     instance.begin_step(
         name=cmd.name,
         step_type=cmd.step_type,
-        config=msgspec.to_builtins(cmd.config, omit_defaults=False),
+        config=msgspec.to_builtins(cmd.config),
         sleep_ms=cmd.sleep_ms,
         event_type=cmd.event_type,
         wait_timeout=cmd.wait_timeout,

@@ -35,9 +35,7 @@ class LifecycleTranslator:
 
     def translate(self, domain_event: Any) -> LifecycleEvent | None:
         """None for events that are not part of the lifecycle (e.g. command records)."""
-        if domain_event.originator_topic.endswith(CommandRecord.__qualname__) or isinstance(
-            domain_event, CommandRecord.Event
-        ):
+        if type(domain_event).__qualname__.startswith(CommandRecord.__qualname__ + "."):
             return None
         data = {
             k: str(v) if isinstance(v, uuid.UUID) else v

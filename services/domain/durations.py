@@ -15,7 +15,7 @@ _UNITS_MS = {
     "month": 2_592_000_000,
     "year": 31_536_000_000,
 }
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]+?)s?\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*$")
 
 
 def to_milliseconds(value: int | str) -> int:
@@ -23,9 +23,12 @@ def to_milliseconds(value: int | str) -> int:
     if isinstance(value, int):
         return value
     match = _DURATION.match(value.lower())
-    if match is None or match.group(2) not in _UNITS_MS:
+    unit = match.group(2) if match else ""
+    if unit not in _UNITS_MS and unit.endswith("s"):
+        unit = unit[:-1]  # plurals: "10 seconds"
+    if match is None or unit not in _UNITS_MS:
         raise ValueError(f"cannot read duration {value!r}: use milliseconds or e.g. '10 seconds'")
-    return int(float(match.group(1)) * _UNITS_MS[match.group(2)])
+    return int(float(match.group(1)) * _UNITS_MS[unit])
 
 
 def backoff_delay_ms(delay: int | str, backoff: str, attempt: int) -> int:

@@ -405,9 +405,10 @@ class WorkflowInstance(Aggregate):
             and step.event_type == event_type
             and self.status == st.WAITING
         ):
+            # FIFO: the oldest buffered payload of this type (one may be left from a pause).
             self._event_delivered(
                 event_type=event_type,
-                payload=payload,
+                payload=self.event_buffer[event_type][0],
                 from_buffer=True,
                 command_id=command_id,
                 at=at,
@@ -443,7 +444,7 @@ class WorkflowInstance(Aggregate):
     # --- status changes asked for by users --------------------------------------------------
 
     def pause(self, *, command_id: str, at: datetime) -> bool:
-        """False when there was nothing to do (already paused, or finished): a no-op, as documented."""
+        """False when there was nothing to do (already paused, or finished): a documented no-op."""
         if self.status in st.TERMINAL or self.status in (st.PAUSED, st.WAITING_FOR_PAUSE):
             return False
         self._require(st.PAUSABLE, "pause")
@@ -469,6 +470,21 @@ class WorkflowInstance(Aggregate):
             self._instance_resumed(
                 status=self.resume_to or st.RUNNING, command_id=command_id, at=at
             )
+            # An event sent while a waitForEvent was paused is delivered now.
+            step = self._open_step()
+            if (
+                self.status == st.WAITING
+                and step is not None
+                and step.type == "waitForEvent"
+                and self.event_buffer.get(step.event_type or "")
+            ):
+                self._event_delivered(
+                    event_type=step.event_type,
+                    payload=self.event_buffer[step.event_type or ""][0],
+                    from_buffer=True,
+                    command_id=command_id,
+                    at=at,
+                )
             return True
         if self.status == st.WAITING_FOR_PAUSE:
             self._instance_resumed(status=st.RUNNING, command_id=command_id, at=at)

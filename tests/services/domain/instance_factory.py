@@ -82,9 +82,7 @@ def end_attempt(
     output: Any = None,
     error: dict[str, str] | None = None,
 ) -> None:
-    i.end_attempt(
-        name=name, success=success, output=output, error=error, command_id=cid(), at=AT
-    )
+    i.end_attempt(name=name, success=success, output=output, error=error, command_id=cid(), at=AT)
 
 
 def end_step(
