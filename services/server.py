@@ -76,7 +76,7 @@ def _banner(settings: Settings, bootstrap: str, roles: tuple[str, ...]) -> None:
         for token, accounts in settings.tokens().items():
             lines += [f"  token:      {token}  (accounts: {', '.join(sorted(accounts))})"]
     lines += [
-        "  try:       .venv/bin/flowledger publish --example | head -2   # see README.md",
+        "  try:        .venv/bin/flowledger publish --example | .venv/bin/flowledger publish",
         "Press Ctrl-C to stop.",
     ]
     print("\n".join(lines), flush=True)

@@ -108,3 +108,52 @@ async def test_full_life_and_rebuild_from_events_topic_equals_read_model(
     charge = served["result"]["steps"][0]
     assert charge["output"] == cloudflare_instance.REDACTED and len(charge["attempts"]) == 2
     assert served["result"]["steps"][2]["output"] == {"by": "ann"}  # buffered event delivered
+
+
+async def test_bulk_restart_rollback_timeouts_and_failures_over_the_broker(
+    kafka: KafkaClient, new_id: str
+) -> None:
+    account = f"acc{new_id}"
+    assert (await _do(kafka, account, "", "RegisterWorkflow"))["outcome"] == "accepted"
+    bulk = {
+        "type": "CreateInstances",
+        "command_id": str(uuid.uuid4()),
+        "account_id": account,
+        "workflow_name": "wf",
+        "instances": [{"instance_id": "a"}, {"instance_id": "b"}],
+    }
+    await kafka.send(bulk)
+    assert [i["instance_id"] for i in (await kafka.reply(bulk["command_id"]))["instances"]] == [
+        "a",
+        "b",
+    ]
+    again = {**bulk, "command_id": str(uuid.uuid4())}
+    await kafka.send(again)
+    assert all(i["skipped"] for i in (await kafka.reply(again["command_id"]))["instances"])
+
+    flow: list[tuple[str, str, dict[str, Any], str]] = [
+        ("a", "StartRun", {}, "running"),
+        (
+            "a",
+            "BeginStep",
+            {
+                "name": "w",
+                "step_type": "waitForEvent",
+                "event_type": "go",
+                "wait_timeout": "1 hour",
+            },
+            "waiting",
+        ),
+        ("a", "TimeOutWait", {"name": "w"}, "running"),
+        ("a", "FailRun", {"error": {"name": "Boom", "message": "no go"}}, "errored"),
+        ("a", "ChangeStatus", {"action": "restart"}, "queued"),
+        ("b", "ChangeStatus", {"action": "terminate", "rollback": True}, "rollingBack"),
+        ("b", "EndRollback", {"outcome": "complete"}, "terminated"),
+    ]
+    for instance, kind, fields, expected in flow:
+        reply = await _do(kafka, account, instance, kind, **fields)
+        assert (kind, reply["outcome"], reply.get("status")) == (kind, "accepted", expected)
+    missing = await _do(
+        kafka, account, "a", "ChangeStatus", action="restart", **{"from": {"name": "nope"}}
+    )
+    assert missing["error"]["code"] == "instance.restart_step_not_found"
