@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from contracts import events as ev
+from projections.timestamps import iso
 
 VIEW_NAME = "cloudflare_instances"
 REDACTED = "[REDACTED]"
@@ -17,7 +18,7 @@ TERMINAL = ("complete", "errored", "terminated")
 
 
 def _ts(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
+    return iso(value)
 
 
 def _error(value: ev.ErrorData | None) -> dict[str, str] | None:

@@ -1,0 +1,19 @@
+"""One timestamp format for every read model.
+
+Always UTC, always microseconds, always `Z`: the text sorts in time order, so views can
+order and filter by it as plain strings on both SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse(text: str) -> datetime:
+    """An RFC 3339 / ISO 8601 timestamp; a naive one is taken as UTC (as Cloudflare does)."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
