@@ -55,6 +55,8 @@ class InstanceCreated(InstanceEvent, tag="InstanceCreated", kw_only=True):
     global_id: str
     workflow_id: str
     version_id: str
+    # The ordinal (1-based) of `version_id` among the workflow's versions at create time.
+    workflow_version: int = 1
     params: Any = None
     trigger_source: str = "api"
     schedule: dict[str, Any] | None = None

@@ -133,6 +133,7 @@ def _new_instance(
         instance_id=instance_id,
         workflow_id=workflow.id,
         version_id=workflow.current_version_id,
+        workflow_version=len(workflow.versions),
         params=body.params,
         trigger_source=body.trigger_source,
         schedule=msgspec.to_builtins(body.schedule),

@@ -65,6 +65,9 @@ class WorkflowInstance(Aggregate):
     @event("InstanceCreated")
     def __init__(
         self,
+        # Not keyword-only: eventsourcing's @event ignores the defaults of keyword-only
+        # parameters. The default serves callers that predate it and events stored before it.
+        workflow_version: int = 1,
         *,
         account_id: str,
         workflow_name: str,
@@ -85,6 +88,7 @@ class WorkflowInstance(Aggregate):
         self.instance_id = instance_id
         self.workflow_id = workflow_id
         self.version_id = version_id
+        self.workflow_version = workflow_version  # the ordinal of version_id, 1-based
         self.params = params
         self.trigger_source = trigger_source
         self.status: str = st.QUEUED
