@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from contracts import events as ev
+from contracts.keys import instance_global_id
 from projections.timestamps import iso
 
 VIEW_NAME = "cloudflare_instances"
@@ -63,6 +64,13 @@ def _fresh_run(queued_at: str, run: int) -> dict[str, Any]:
         "steps": [],
         "pending_events": {},
     }
+
+
+def key_of(event: ev.LifecycleEvent) -> str | None:
+    """One document per instance, named by its global id; workflow events are not ours."""
+    if not isinstance(event, ev.InstanceEvent):
+        return None
+    return str(instance_global_id(event.account_id, event.workflow_name, event.instance_id))
 
 
 def apply(doc: dict[str, Any] | None, event: ev.LifecycleEvent) -> dict[str, Any] | None:

@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from contracts import events as ev
+from contracts.keys import instance_global_id
 from projections import cloudflare_instance as cf
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -90,3 +91,20 @@ def test_terminate_adds_a_termination_step_and_restart_starts_afresh() -> None:
     assert terminated["steps"][-1] == {"type": "termination", "trigger": {"source": "api"}}
     restarted = cf.apply(terminated, ev.InstanceRestarted(**_common(iid, 3), run=2, kept_steps=0))  # type: ignore[arg-type]
     assert restarted is not None and restarted["status"] == "queued" and restarted["steps"] == []
+
+
+def test_instance_events_are_keyed_by_global_id_and_workflow_events_are_not_ours() -> None:
+    iid = f"i-{uuid.uuid4().hex[:8]}"
+    assert cf.key_of(_created(iid)) == str(instance_global_id("acc", "wf", iid))
+    assert cf.key_of(ev.RunStarted(**_common(iid, 2))) == cf.key_of(_created(iid))  # type: ignore[arg-type]
+    registered = ev.WorkflowRegistered(
+        event_id=str(uuid.uuid4()),
+        account_id="acc",
+        workflow_name="wf",
+        version=1,
+        occurred_at=T0,
+        command_id=str(uuid.uuid4()),
+        workflow_id=str(uuid.uuid4()),
+        version_id=str(uuid.uuid4()),
+    )
+    assert cf.key_of(registered) is None
