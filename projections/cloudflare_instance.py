@@ -277,3 +277,39 @@ def list_item(doc: dict[str, Any]) -> dict[str, Any]:
         "workflow_id": doc["workflow_id"],
         "trigger_source": doc["trigger_source"],
     }
+
+
+def step_response(
+    doc: dict[str, Any], name: str, step_type: str | None, attempt: int | None
+) -> dict[str, Any] | None:
+    """InstanceStepResponse for the latest step called `name` (of `step_type`, if given):
+    the whole output, `[REDACTED]` for sensitive steps; with `attempt`, that attempt's outcome."""
+    matches = [
+        s
+        for s in doc["steps"]
+        if s.get("name") == name and (step_type is None or s["type"] == step_type)
+    ]
+    if not matches:
+        return None
+    step = matches[-1]
+    if step["type"] != "step":
+        done = step.get("finished", False)
+        status = ("errored" if step.get("error") else "complete") if done else "waiting"
+        return {"error": step.get("error"), "status": status, "output": step.get("output")}
+    if attempt is not None:
+        attempts = step.get("attempts", [])
+        if attempt > len(attempts):
+            return None
+        chosen = attempts[attempt - 1]
+        status = _outcome(chosen["success"])
+        output = step.get("output") if chosen["success"] and attempt == len(attempts) else None
+        return {"error": chosen.get("error"), "status": status, "output": output}
+    return {
+        "error": step.get("error"),
+        "status": _outcome(step.get("success")),
+        "output": step.get("output"),
+    }
+
+
+def _outcome(success: bool | None) -> str:
+    return "running" if success is None else "complete" if success else "errored"

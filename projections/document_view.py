@@ -30,6 +30,33 @@ class Row:
     doc: dict[str, Any]
 
 
+class ViewMoved(Exception):
+    """The view's position changed under a writer (it was rebuilt): re-read and go on."""
+
+
+class Query(msgspec.Struct, frozen=True, kw_only=True):
+    """Which documents of one account, in creation order; field names are the doc's own."""
+
+    account_id: str
+    workflow_name: str | None = None
+    statuses: tuple[str, ...] = ()
+    created_from: str | None = None  # inclusive, projections.timestamps text
+    created_before: str | None = None  # exclusive
+    equals: dict[str, str] = {}  # top-level doc field == text
+    contains: dict[str, tuple[str, ...]] = {}  # top-level doc list holds every value
+    descending: bool = False
+    after: tuple[str, str] | None = None  # (created_at, key) of the last document seen
+    limit: int = 100
+    offset: int = 0
+
+
+def _safe_field(field: str) -> str:
+    # Field names are spliced into SQL: only plain identifiers, never user text.
+    if not field.replace("_", "").isalnum():
+        raise ValueError(f"not a document field name: {field!r}")
+    return field
+
+
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 
@@ -69,32 +96,73 @@ class DocumentView(TrackingRecorder):
             cursor.execute(sql, list(keys))
             return {row["key"]: _decode(row["doc"]) for row in cursor.fetchall()}
 
-    def query(
-        self,
-        account_id: str,
-        workflow_name: str | None = None,
-        *,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[dict[str, Any]]:
-        sql = f"SELECT doc FROM {self.table} WHERE account_id = {self.ph}"
-        params: list[Any] = [account_id]
-        if workflow_name is not None:
-            sql += f" AND workflow_name = {self.ph}"
-            params.append(workflow_name)
-        sql += f" ORDER BY created_at, key LIMIT {self.ph} OFFSET {self.ph}"
-        params += [limit, offset]
+    def find(self, query: Query) -> list[dict[str, Any]]:
+        where, params = self._where(query)
+        order = "DESC" if query.descending else "ASC"
+        sql = (
+            f"SELECT doc FROM {self.table} WHERE {where} "
+            f"ORDER BY created_at {order}, key {order} LIMIT {self.ph} OFFSET {self.ph}"
+        )
         with self.datastore.transaction(commit=False) as cursor:  # type: ignore[attr-defined]
-            cursor.execute(sql, params)
+            cursor.execute(sql, [*params, query.limit, query.offset])
             return [_decode(row["doc"]) for row in cursor.fetchall()]
 
-    def write(self, rows: Iterable[Row], tracking: Tracking) -> None:
+    def count(self, query: Query) -> int:
+        """How many documents match, ignoring the page (`after`, `limit`, `offset`)."""
+        where, params = self._where(msgspec.structs.replace(query, after=None))
+        with self.datastore.transaction(commit=False) as cursor:  # type: ignore[attr-defined]
+            cursor.execute(f"SELECT COUNT(*) AS n FROM {self.table} WHERE {where}", params)
+            return int(cursor.fetchone()["n"])
+
+    def _where(self, query: Query) -> tuple[str, list[Any]]:
+        ph = self.ph
+        clauses, params = [f"account_id = {ph}"], [query.account_id]
+        if query.workflow_name is not None:
+            clauses.append(f"workflow_name = {ph}")
+            params.append(query.workflow_name)
+        if query.statuses:
+            clauses.append(f"status IN ({', '.join([ph] * len(query.statuses))})")
+            params += query.statuses
+        if query.created_from is not None:
+            clauses.append(f"created_at >= {ph}")
+            params.append(query.created_from)
+        if query.created_before is not None:
+            clauses.append(f"created_at < {ph}")
+            params.append(query.created_before)
+        for field, value in query.equals.items():
+            clauses.append(f"{self.json_text(field)} = {ph}")
+            params.append(value)
+        for field, values in query.contains.items():
+            clauses += [self.json_list_contains(field)] * len(values)
+            params += values
+        if query.after is not None:
+            # Keyset paging: stable under concurrent inserts, unlike offsets.
+            op = "<" if query.descending else ">"
+            clauses.append(f"(created_at {op} {ph} OR (created_at = {ph} AND key {op} {ph}))")
+            params += [query.after[0], query.after[0], query.after[1]]
+        return " AND ".join(clauses), params
+
+    def json_text(self, field: str) -> str:
+        raise NotImplementedError
+
+    def json_list_contains(self, field: str) -> str:
+        raise NotImplementedError
+
+    def write(self, rows: Iterable[Row], tracking: Tracking, expected: int | None) -> None:
+        """Upserts `rows` and records `tracking`, if the view is still at `expected`.
+
+        The check makes a concurrent rebuild safe: a writer that read its documents before the
+        rebuilt view was swapped in gets `ViewMoved` instead of overwriting newer documents.
+        """
         upsert = (
             f"INSERT INTO {self.table} (key, account_id, workflow_name, status, created_at, doc) "
             f"VALUES ({', '.join([self.ph] * 6)}) ON CONFLICT (key) DO UPDATE SET "
             "status = excluded.status, doc = excluded.doc"
         )
         with self.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
+            current = self._position_in(cursor)
+            if current != expected:
+                raise ViewMoved(f"view {self.view_name} is at {current}, not {expected}")
             for row in rows:
                 cursor.execute(
                     upsert,
@@ -109,6 +177,28 @@ class DocumentView(TrackingRecorder):
                 )
             self._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]
 
+    def _position_in(self, cursor: Any) -> int | None:
+        cursor.execute(
+            f"SELECT MAX(notification_id) AS n FROM {self.tracking_table} "
+            f"WHERE application_name = {self.ph}",
+            [self.view_name],
+        )
+        row = cursor.fetchone()
+        return None if row is None or row["n"] is None else int(row["n"])
+
+    def replace_with(self, rebuilt: DocumentView) -> None:
+        """Swaps in a view rebuilt beside this one, documents and position in one transaction."""
+        with self.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
+            position = rebuilt._position_in(cursor)
+            cursor.execute(f"DELETE FROM {self.table}")
+            cursor.execute(f"INSERT INTO {self.table} SELECT * FROM {rebuilt.table}")
+            cursor.execute(
+                f"DELETE FROM {self.tracking_table} WHERE application_name = {self.ph}",
+                [self.view_name],
+            )
+            if position is not None:
+                self._insert_tracking(cursor, Tracking(self.view_name, position))  # type: ignore[attr-defined]
+
     def clear(self) -> None:
         """Empties the view and forgets its position, so it can be rebuilt from the start."""
         with self.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
@@ -122,12 +212,24 @@ class DocumentView(TrackingRecorder):
 class SQLiteDocumentView(DocumentView, SQLiteTrackingRecorder):
     ph = "?"
 
+    def json_text(self, field: str) -> str:
+        return f"json_extract(doc, '$.{_safe_field(field)}')"
+
+    def json_list_contains(self, field: str) -> str:
+        return f"EXISTS (SELECT 1 FROM json_each(doc, '$.{_safe_field(field)}') WHERE value = ?)"
+
     def construct_create_table_statements(self) -> list[str]:
         return super().construct_create_table_statements() + self.view_statements()
 
 
 class PostgresDocumentView(DocumentView, PostgresTrackingRecorder):
     ph = "%s"
+
+    def json_text(self, field: str) -> str:
+        return f"(doc::jsonb ->> '{_safe_field(field)}')"
+
+    def json_list_contains(self, field: str) -> str:
+        return f"(doc::jsonb -> '{_safe_field(field)}') @> jsonb_build_array(%s::text)"
 
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)

@@ -14,22 +14,27 @@ from typing import Any
 
 from faststream.kafka import KafkaBroker
 
-from projections import cloudflare_instance
+from projections import agent_run, cloudflare_instance, onfido_run, staged_instance, workflows
 from projections.document_view import DocumentView, open_view
 from services.api.app import create_api
+from services.api.gateway import CommandGateway
 from services.application.app import FlowledgerApplication
 from services.infra.kafka_local import ensure_topics
 from services.infra.store_env import eventsourcing_env
 from services.roles.commands import register_commands_role
 from services.roles.follower import Wakeup, follow
-from services.roles.projections import Projection
+from services.roles.projections import Projection, ReadModel
 from services.roles.relay import Relay
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
 
 ROLES = ("commands", "relay", "projections", "api")
-PROJECTIONS = {cloudflare_instance.VIEW_NAME: cloudflare_instance.apply}
+# Every read model: a module with VIEW_NAME, apply and key_of (services.roles.projections).
+READ_MODELS: dict[str, ReadModel] = {
+    model.VIEW_NAME: model
+    for model in (cloudflare_instance, agent_run, onfido_run, staged_instance, workflows)
+}
 
 
 def build_application(settings: Settings) -> FlowledgerApplication:
@@ -41,7 +46,7 @@ def build_application(settings: Settings) -> FlowledgerApplication:
 
 
 def open_views(app: FlowledgerApplication) -> dict[str, DocumentView]:
-    return {name: open_view(app.factory, name) for name in PROJECTIONS}
+    return {name: open_view(app.factory, name) for name in READ_MODELS}
 
 
 @dataclass
@@ -51,6 +56,7 @@ class Service:
     broker: KafkaBroker
     views: dict[str, DocumentView]
     api: Any = None
+    gateway: CommandGateway | None = None
     relay: Relay | None = None
     projections: list[Projection] = field(default_factory=list)
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
@@ -73,6 +79,8 @@ class Service:
     async def stop(self) -> None:
         """Drains: followers finish their batch, the consumer commits, then everything closes."""
         self.stop_event.set()
+        if self.gateway is not None:
+            await self.gateway.stop()
         await self.broker.stop()
         for task in self.tasks:
             task.cancel()
@@ -116,10 +124,24 @@ async def start_service(
         service.relay = Relay(app, broker, topics.events, tracking)
         spawn("relay", service.relay.position, service.relay.handle)
     if "projections" in roles:
-        for name, apply in PROJECTIONS.items():
-            projection = Projection(app, views[name], apply)
+        for name, model in READ_MODELS.items():
+            projection = Projection(app, views[name], model)
             service.projections.append(projection)
             spawn(f"projection:{name}", projection.position, projection.handle)
     if "api" in roles:
-        service.api = create_api(tokens=settings.tokens(), views=views, readiness=service.readiness)
+        service.gateway = CommandGateway(
+            bootstrap_servers,
+            topics.commands,
+            topics.replies,
+            head=app.recorder.max_notification_id,
+            positions=lambda: [view.position() for view in views.values()],
+            timeout_s=settings.write_timeout_s,
+        )
+        await service.gateway.start()
+        service.api = create_api(
+            tokens=settings.tokens(),
+            views=views,
+            gateway=service.gateway,
+            readiness=service.readiness,
+        )
     return service

@@ -12,20 +12,25 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from projections.document_view import DocumentView
 from services.api import cloudflare_routes
-from services.api.envelope import http_error, validation_error
+from services.api.envelope import http_error, still_pending, validation_error
+from services.api.gateway import CommandGateway
+from services.api.writes import StillPending
 
 
 def create_api(
     *,
     tokens: dict[str, frozenset[str]],
     views: dict[str, DocumentView],
+    gateway: CommandGateway | None = None,
     readiness: Callable[[], dict[str, Any]],
 ) -> FastAPI:
     api = FastAPI(title="Flowledger", version="0.1.0")
     api.state.tokens = tokens
     api.state.views = views
+    api.state.gateway = gateway
     api.add_exception_handler(StarletteHTTPException, http_error)
     api.add_exception_handler(RequestValidationError, validation_error)
+    api.add_exception_handler(StillPending, still_pending)
     api.include_router(cloudflare_routes.router)
 
     @api.get("/healthz", include_in_schema=False)

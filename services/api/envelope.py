@@ -32,17 +32,68 @@ def failure(status: int, message: str, code: int | None = None) -> JSONResponse:
     )
 
 
-async def http_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    response = failure(exc.status_code, str(exc.detail))
+# A rejected command's stable code, as a number in the envelope (Cloudflare's codes are ints).
+CODES_BY_REASON = {
+    "instance.already_exists": 10101,
+    "instance.not_found": 10102,
+    "workflow.not_found": 10103,
+    "instance.invalid_transition": 10104,
+    "instance.cannot_terminate": 10105,
+    "instance.restart_step_not_found": 10106,
+    "instance.finished": 10107,
+    "step.mismatch": 10108,
+    "limit.exceeded": 10109,
+    "payload.too_large": 10110,
+    "command.invalid": 10111,
+    "command.failed": 10112,
+}
+
+ONFIDO_PREFIX = "/v3.6"
+ONFIDO_TYPES = {400: "validation_error", 401: "authorization_error", 404: "resource_not_found"}
+
+
+def onfido_failure(status: int, message: str, fields: dict[str, Any] | None = None) -> JSONResponse:
+    """Onfido's error body: {error: {type, message, fields}}."""
+    kind = ONFIDO_TYPES.get(status, "validation_error" if status < 500 else "internal_error")
+    return JSONResponse(
+        status_code=status,
+        content={"error": {"type": kind, "message": message, "fields": fields or {}}},
+    )
+
+
+def _answer(request: Request, status: int, message: str, code: int | None = None) -> JSONResponse:
+    if request.url.path.startswith(ONFIDO_PREFIX):
+        return onfido_failure(status, message)
+    return failure(status, message, code)
+
+
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    if not isinstance(exc, StarletteHTTPException):
+        raise TypeError(f"not an HTTP exception: {exc!r}")
+    reason = getattr(exc, "code", None)
+    message = f"{reason}: {exc.detail}" if reason else str(exc.detail)
+    response = _answer(request, exc.status_code, message, CODES_BY_REASON.get(reason or ""))
     if exc.headers:
         response.headers.update(exc.headers)
     return response
 
 
-async def validation_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    if not isinstance(exc, RequestValidationError):
+        raise TypeError(f"not a validation error: {exc!r}")
     problems = "; ".join(
         f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
     )
+    if request.url.path.startswith(ONFIDO_PREFIX):
+        fields = {".".join(str(p) for p in err["loc"][1:]): [err["msg"]] for err in exc.errors()}
+        return onfido_failure(422, f"invalid request: {problems}", fields)
     return failure(400, f"invalid request: {problems}")
+
+
+async def still_pending(request: Request, exc: Exception) -> JSONResponse:
+    """The write was published but not yet answered: 202 with the command id to look for."""
+    command_id = getattr(exc, "command_id", "")
+    body: dict[str, Any] = {"command_id": command_id, "status": "pending"}
+    if not request.url.path.startswith(ONFIDO_PREFIX):
+        body = ok(body)
+    return JSONResponse(status_code=202, content=body)

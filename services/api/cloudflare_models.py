@@ -1,0 +1,190 @@
+"""Cloudflare's shapes (seed 002) as pydantic models: request bodies, results and the envelope.
+
+They document the API in OpenAPI and check every answer on its way out.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.limits import NAME_PATTERN
+
+Status = Literal[
+    "queued",
+    "running",
+    "paused",
+    "errored",
+    "terminated",
+    "complete",
+    "waitingForPause",
+    "waiting",
+    "rollingBack",
+]
+TriggerSource = Literal["unknown", "api", "binding", "event", "cron"]
+Duration = int | str
+
+T = TypeVar("T")
+
+
+class ApiError(BaseModel):
+    code: int = Field(ge=1000)
+    message: str
+
+
+class ResultInfo(BaseModel):
+    count: int
+    per_page: int
+    total_count: int
+    page: int | None = None
+    cursor: str | None = None
+
+
+class Envelope(BaseModel, Generic[T]):
+    success: bool
+    errors: list[ApiError]
+    messages: list[Any]
+    result: T | None
+    result_info: ResultInfo | None = None
+
+
+class ErrorEnvelope(BaseModel):
+    success: Literal[False]
+    errors: list[ApiError]
+    messages: list[Any]
+    result: None
+
+
+class Pending(BaseModel):
+    """A write that was published but not answered in time (HTTP 202)."""
+
+    command_id: str
+    status: Literal["pending"]
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorEnvelope, "description": description}
+    for status, description in {
+        400: "invalid request or command",
+        401: "missing or unknown token",
+        404: "no such account, workflow, instance or step (or not visible to this token)",
+        409: "the command conflicts with the instance's state",
+        413: "payload larger than 1 MiB",
+        422: "the request names something the instance does not have",
+        503: "this process does not accept writes",
+    }.items()
+}
+WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    202: {"model": Envelope[Pending], "description": "published, not answered in time"},
+}
+
+
+# --- requests -------------------------------------------------------------------------------
+
+
+class InstanceRetention(BaseModel):
+    success_retention: Duration | None = None
+    error_retention: Duration | None = None
+
+
+class InstanceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    instance_id: str | None = Field(
+        default=None, min_length=1, max_length=100, pattern=NAME_PATTERN
+    )
+    instance_retention: InstanceRetention | None = None
+    params: Any = None
+
+
+class RestartFrom(BaseModel):
+    name: str = Field(min_length=1, max_length=256)
+    count: int = Field(default=1, ge=1)
+    type: Literal["step", "sleep", "waitForEvent"] = "step"
+
+
+class StatusEdit(BaseModel):
+    status: Literal["resume", "pause", "terminate", "restart"]
+    rollback: bool = False
+    from_: RestartFrom | None = Field(default=None, alias="from")
+
+
+class WorkflowPut(BaseModel):
+    class_name: str | None = Field(default=None, max_length=256)
+    script_name: str | None = Field(default=None, max_length=256)
+
+
+# --- results --------------------------------------------------------------------------------
+
+
+class InstanceSummary(BaseModel):
+    """InstanceCreateResponse, InstanceBulkResponse and InstanceListResponse."""
+
+    id: str
+    status: Status
+    version_id: str
+    workflow_id: str
+    trigger_source: TriggerSource | None = None
+    created_on: str | None = None
+    modified_on: str | None = None
+    started_on: str | None = None
+    ended_on: str | None = None
+
+
+class ErrorData(BaseModel):
+    name: str
+    message: str
+
+
+class Rollback(BaseModel):
+    outcome: Literal["complete", "failed"]
+    error: ErrorData | None
+
+
+class Trigger(BaseModel):
+    source: TriggerSource
+
+
+class Schedule(BaseModel):
+    cron: str | None
+    scheduledTime: int | None
+
+
+class InstanceGet(BaseModel):
+    end: str | None
+    error: ErrorData | None
+    output: Any
+    params: Any
+    queued: str
+    rollback: Rollback | None
+    start: str | None
+    status: Status
+    step_count: int
+    steps: list[dict[str, Any]]
+    success: bool | None
+    trigger: Trigger
+    versionId: str
+    schedule: Schedule | None = None
+
+
+class StepResult(BaseModel):
+    error: ErrorData | None
+    status: Status
+    output: Any = None
+
+
+class StatusEditResult(BaseModel):
+    status: Status
+    timestamp: str
+
+
+class Workflow(BaseModel):
+    id: str
+    name: str
+    class_name: str | None
+    script_name: str | None
+    created_on: str
+    modified_on: str
+    version_id: str

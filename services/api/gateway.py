@@ -1,0 +1,131 @@
+"""How the api role writes: publish a command, await its reply, await the projections.
+
+The api never touches the aggregate. A write is a command on `{prefix}.commands`, like any
+producer's; its answer is the reply on `{prefix}.replies`. Every api process reads every
+partition of the replies topic from the end (no consumer group: each process must see the
+replies to its own commands, wherever the commands role published them).
+
+Read-your-writes: a reply is published only after the store committed the command's events,
+so the store's notification head read after the reply covers them; the write answers once
+every view has reached that head. Past the timeout the caller answers 202 with the command id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from contracts.replies import Reply
+from services.publishing import command_key
+
+log = logging.getLogger(__name__)
+
+
+class CommandGateway:
+    def __init__(
+        self,
+        bootstrap: str,
+        commands_topic: str,
+        replies_topic: str,
+        head: Callable[[], int | None],
+        positions: Callable[[], list[int | None]],
+        timeout_s: float,
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._commands_topic = commands_topic
+        self._replies_topic = replies_topic
+        self._head = head
+        self._positions = positions
+        self.timeout_s = timeout_s
+        self._waiting: dict[str, asyncio.Future[Reply]] = {}
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap, enable_idempotence=True
+        )
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap, enable_auto_commit=False
+        )
+        await self._producer.start()
+        await self._consumer.start()
+        # The producer fetches the topic's metadata; a consumer with no subscription would not.
+        partitions = await self._producer.partitions_for(self._replies_topic)
+        assigned = [TopicPartition(self._replies_topic, p) for p in sorted(partitions)]
+        self._consumer.assign(assigned)
+        # Resolve the end offsets now: a reply to a command published after start() lies past them.
+        await self._consumer.seek_to_end(*assigned)
+        for tp in assigned:
+            await self._consumer.position(tp)
+        self._reader = asyncio.create_task(
+            self._read_replies(self._consumer), name="gateway-replies"
+        )
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        for client in (self._producer, self._consumer):
+            if client is not None:
+                await client.stop()
+
+    async def submit(self, command: dict[str, Any]) -> tuple[str, Reply | None]:
+        """Publishes `command` (a command_id is added) and returns its reply, or None on timeout."""
+        if self._producer is None:
+            raise RuntimeError("the gateway is not started")
+        command_id = str(uuid.uuid4())
+        command = {**command, "command_id": command_id}
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._waiting[command_id] = future
+        try:
+            await self._producer.send_and_wait(
+                self._commands_topic,
+                json.dumps(command).encode(),
+                key=command_key(command).encode(),
+            )
+            async with asyncio.timeout(self.timeout_s):
+                reply = await future
+                if reply.outcome != "rejected":
+                    await self._projections_reach(await asyncio.to_thread(self._head) or 0)
+            return command_id, reply
+        except TimeoutError:
+            return command_id, future.result() if future.done() else None
+        finally:
+            self._waiting.pop(command_id, None)
+
+    async def _projections_reach(self, head: int) -> None:
+        delay = 0.005
+        while any((p or 0) < head for p in await asyncio.to_thread(self._positions)):
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    async def _read_replies(self, consumer: AIOKafkaConsumer) -> None:
+        decode = msgspec.json.Decoder(Reply).decode
+        while True:
+            try:
+                batches = await consumer.getmany(timeout_ms=500)
+            except Exception:  # the broker may blip; the consumer reconnects by itself
+                log.exception("reading replies failed; retrying")
+                await asyncio.sleep(0.5)
+                continue
+            for records in batches.values():
+                for record in records:
+                    try:
+                        reply = decode(record.value or b"")
+                    except msgspec.DecodeError:
+                        log.warning("undecodable reply at offset %d", record.offset)
+                        continue
+                    future = self._waiting.get(reply.command_id)
+                    if future is not None and not future.done():
+                        future.set_result(reply)

@@ -1,0 +1,55 @@
+"""Turning a command's reply into an HTTP answer, for every dialect's write routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import HTTPException, Request
+
+from contracts.replies import Reply
+from services.api.gateway import CommandGateway
+
+# A rejected reply's stable code -> the HTTP status that says the same thing.
+STATUS_BY_CODE = {
+    "instance.already_exists": 409,
+    "instance.not_found": 404,
+    "workflow.not_found": 404,
+    "instance.invalid_transition": 409,
+    "instance.cannot_terminate": 409,
+    "instance.restart_step_not_found": 422,
+    "instance.finished": 409,
+    "step.mismatch": 409,
+    "limit.exceeded": 400,
+    "payload.too_large": 413,
+    "command.invalid": 400,
+    "command.failed": 500,
+}
+
+
+class StillPending(Exception):
+    """The command was published but its answer did not arrive in time: answer 202."""
+
+    def __init__(self, command_id: str) -> None:
+        super().__init__(command_id)
+        self.command_id = command_id
+
+
+class Rejected(HTTPException):
+    def __init__(self, reply: Reply) -> None:
+        code = reply.error.code if reply.error else "command.rejected"
+        message = reply.error.message if reply.error else "the command was rejected"
+        super().__init__(status_code=STATUS_BY_CODE.get(code, 400), detail=message)
+        self.code = code
+
+
+async def submit(request: Request, command: dict[str, Any]) -> Reply:
+    """The accepted (or duplicate) reply to `command`; raises Rejected or StillPending."""
+    gateway: CommandGateway | None = request.app.state.gateway
+    if gateway is None:
+        raise HTTPException(status_code=503, detail="this process does not accept writes")
+    command_id, reply = await gateway.submit(command)
+    if reply is None:
+        raise StillPending(command_id)
+    if reply.outcome == "rejected":
+        raise Rejected(reply)
+    return reply
