@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from projections.document_view import DocumentView
-from services.api import cloudflare_routes
+from services.api import cloudflare_routes, workflow_routes
 from services.api.envelope import http_error, still_pending, validation_error
 from services.api.gateway import CommandGateway
 from services.api.writes import StillPending
@@ -31,6 +31,7 @@ def create_api(
     api.add_exception_handler(StarletteHTTPException, http_error)
     api.add_exception_handler(RequestValidationError, validation_error)
     api.add_exception_handler(StillPending, still_pending)
+    api.include_router(workflow_routes.router)
     api.include_router(cloudflare_routes.router)
 
     @api.get("/healthz", include_in_schema=False)

@@ -102,7 +102,12 @@ class InstanceCreate(BaseModel):
 class RestartFrom(BaseModel):
     name: str = Field(min_length=1, max_length=256)
     count: int = Field(default=1, ge=1)
-    type: Literal["step", "sleep", "waitForEvent"] = "step"
+    # The SDK says "do" for what the rest of the API calls a "step".
+    type: Literal["step", "do", "sleep", "waitForEvent"] = "step"
+
+    @property
+    def step_type(self) -> str:
+        return "step" if self.type == "do" else self.type
 
 
 class StatusEdit(BaseModel):
@@ -173,6 +178,11 @@ class StepResult(BaseModel):
     error: ErrorData | None
     status: Status
     output: Any = None
+
+
+class EventSent(BaseModel):
+    instanceId: str
+    timestamp: str
 
 
 class StatusEditResult(BaseModel):

@@ -23,6 +23,7 @@ from services.api.cloudflare_models import (
     ERROR_RESPONSES,
     WRITE_RESPONSES,
     Envelope,
+    EventSent,
     InstanceCreate,
     InstanceGet,
     InstanceSummary,
@@ -150,12 +151,10 @@ async def list_instances(
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
     direction: Literal["asc", "desc"] | None = None,
 ) -> dict[str, Any]:
-    if cursor is not None and page is not None:
-        raise HTTPException(status_code=400, detail="cursor and page exclude each other")
+    # The SDK's auto-pagination sends `page` on top of a cursor: pages then count from it.
     if direction is not None and cursor is None:
         raise HTTPException(status_code=400, detail="direction is only allowed with a cursor")
-    if not caller.may_see(account_id):
-        return ok([], {"count": 0, "per_page": per_page, "total_count": 0, "page": page or 1})
+    _visible(caller, account_id)
     query = ViewQuery(
         account_id=account_id,
         workflow_name=workflow_name,
@@ -166,7 +165,7 @@ async def list_instances(
         descending=direction != "asc",
         after=decode_cursor(cursor) if cursor else None,
         limit=per_page + 1,
-        offset=0 if cursor else ((page or 1) - 1) * per_page,
+        offset=((page or 1) - 1) * per_page,
     )
     view = _view(request)
     docs, total = await asyncio.gather(
@@ -174,8 +173,7 @@ async def list_instances(
     )
     shown = docs[:per_page]
     info: dict[str, Any] = {"count": len(shown), "per_page": per_page, "total_count": total}
-    if cursor is None:
-        info["page"] = page or 1
+    info["page"] = page or 1
     if len(docs) > per_page:
         info["cursor"] = encode_cursor(shown[-1]["created_on"], shown[-1]["global_id"])
     return ok([cf.list_item(d) for d in shown], info)
@@ -252,7 +250,7 @@ async def edit_status(
         "rollback": edit.rollback,
     }
     if edit.from_ is not None:
-        command["from"] = edit.from_.model_dump()
+        command["from"] = {**edit.from_.model_dump(), "type": edit.from_.step_type}
     reply = await submit(request, command)
     return ok({"status": reply.status, "timestamp": iso(datetime.now(UTC))})
 
@@ -261,7 +259,7 @@ async def edit_status(
     "/{instance_id}/events/{event_type}",
     responses=WRITE_RESPONSES,
     response_model_exclude_unset=True,
-    response_model=Envelope[Any],
+    response_model=Envelope[EventSent],
 )
 async def send_event(
     request: Request,
@@ -282,4 +280,4 @@ async def send_event(
         "payload": payload,
     }
     await submit(request, command)
-    return ok(None)
+    return ok({"instanceId": instance_id, "timestamp": iso(datetime.now(UTC))})

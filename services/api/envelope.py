@@ -73,6 +73,9 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     reason = getattr(exc, "code", None)
     message = f"{reason}: {exc.detail}" if reason else str(exc.detail)
     response = _answer(request, exc.status_code, message, CODES_BY_REASON.get(reason or ""))
+    if exc.status_code < 500:
+        # Stainless SDKs (cloudflare) retry 409s by default; a rejection will not change.
+        response.headers["x-should-retry"] = "false"
     if exc.headers:
         response.headers.update(exc.headers)
     return response

@@ -1,0 +1,102 @@
+"""Workflow registration under /client/v4: PUT creates or deploys a version, GET reads."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request
+
+from contracts.keys import workflow_global_id
+from contracts.limits import NAME_PATTERN
+from projections import workflows
+from projections.document_view import DocumentView
+from projections.document_view import Query as ViewQuery
+from services.api.auth import Principal, authenticate
+from services.api.cloudflare_models import (
+    ERROR_RESPONSES,
+    WRITE_RESPONSES,
+    Envelope,
+    Workflow,
+    WorkflowPut,
+)
+from services.api.envelope import ok
+from services.api.writes import submit
+
+router = APIRouter(
+    prefix="/client/v4/accounts/{account_id}/workflows",
+    tags=["cloudflare workflows"],
+    responses=ERROR_RESPONSES,
+)
+
+AccountId = Annotated[str, Path(min_length=1, max_length=64, pattern=NAME_PATTERN)]
+WorkflowName = Annotated[str, Path(min_length=1, max_length=64, pattern=NAME_PATTERN)]
+Caller = Annotated[Principal, Depends(authenticate)]
+
+
+def _view(request: Request) -> DocumentView:
+    return request.app.state.views[workflows.VIEW_NAME]  # type: ignore[no-any-return]
+
+
+async def _workflow(request: Request, caller: Principal, account_id: str, name: str) -> Any:
+    doc = None
+    if caller.may_see(account_id):
+        key = str(workflow_global_id(account_id, name))
+        doc = await asyncio.to_thread(_view(request).get, key)
+    if doc is None or doc["account_id"] != account_id:
+        raise HTTPException(status_code=404, detail=f"workflow {name!r} not found")
+    return doc
+
+
+@router.put(
+    "/{workflow_name}",
+    responses=WRITE_RESPONSES,
+    response_model=Envelope[Workflow],
+    response_model_exclude_unset=True,
+)
+async def put_workflow(
+    request: Request,
+    account_id: AccountId,
+    workflow_name: WorkflowName,
+    caller: Caller,
+    body: Annotated[WorkflowPut | None, Body()] = None,
+) -> dict[str, Any]:
+    if not caller.may_see(account_id):
+        raise HTTPException(status_code=404, detail="account not found")
+    fields = (body or WorkflowPut()).model_dump(exclude_none=True)
+    command = {
+        "type": "RegisterWorkflow",
+        "account_id": account_id,
+        "workflow_name": workflow_name,
+        **fields,
+    }
+    await submit(request, command)
+    return ok(workflows.render(await _workflow(request, caller, account_id, workflow_name)))
+
+
+@router.get(
+    "/{workflow_name}", response_model=Envelope[Workflow], response_model_exclude_unset=True
+)
+async def get_workflow(
+    request: Request, account_id: AccountId, workflow_name: WorkflowName, caller: Caller
+) -> dict[str, Any]:
+    return ok(workflows.render(await _workflow(request, caller, account_id, workflow_name)))
+
+
+@router.get("", response_model=Envelope[list[Workflow]], response_model_exclude_unset=True)
+async def list_workflows(
+    request: Request,
+    account_id: AccountId,
+    caller: Caller,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> dict[str, Any]:
+    if not caller.may_see(account_id):
+        raise HTTPException(status_code=404, detail="account not found")
+    query = ViewQuery(account_id=account_id, limit=per_page, offset=(page - 1) * per_page)
+    view = _view(request)
+    docs, total = await asyncio.gather(
+        asyncio.to_thread(view.find, query), asyncio.to_thread(view.count, query)
+    )
+    info = {"count": len(docs), "per_page": per_page, "total_count": total, "page": page}
+    return ok([workflows.render(d) for d in docs], info)
