@@ -8,10 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from eventsourcing.persistence import IntegrityError
 from faststream.kafka import KafkaBroker
 
 from projections import agent_run, cloudflare_instance, onfido_run, staged_instance, workflows
@@ -28,6 +31,8 @@ from services.roles.relay import Relay
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
 
 ROLES = ("commands", "relay", "projections", "api")
 # Every read model: a module with VIEW_NAME, apply and key_of (services.roles.projections).
@@ -47,6 +52,20 @@ def build_application(settings: Settings) -> FlowledgerApplication:
 
 def open_views(app: FlowledgerApplication) -> dict[str, DocumentView]:
     return {name: open_view(app.factory, name) for name in READ_MODELS}
+
+
+def creating_schema(make: Callable[[T], R], arg: T, attempts: int = 5) -> R:
+    """Roles started together (e.g. by compose) race on PostgreSQL's CREATE TABLE IF NOT EXISTS,
+    whose loser fails on a catalog unique index; the tables then exist, so trying again works."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return make(arg)
+        except IntegrityError:
+            if attempt == attempts:
+                raise
+            log.info("store schema created concurrently by another process; retrying")
+            time.sleep(0.1 * attempt)
+    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -95,8 +114,8 @@ async def start_service(
 ) -> Service:
     topics = settings.topics
     await ensure_topics(bootstrap_servers, dict.fromkeys(topics.all(), settings.partitions))
-    app = await asyncio.to_thread(build_application, settings)
-    views = await asyncio.to_thread(open_views, app)
+    app = await asyncio.to_thread(creating_schema, build_application, settings)
+    views = await asyncio.to_thread(creating_schema, open_views, app)
     # Idempotent producer: a retried send cannot duplicate or reorder within a partition.
     broker = KafkaBroker(bootstrap_servers, enable_idempotence=True, logger=None)
     service = Service(settings=settings, app=app, broker=broker, views=views)
@@ -142,6 +161,8 @@ async def start_service(
             tokens=settings.tokens(),
             views=views,
             gateway=service.gateway,
+            base_url=settings.base_url,
+            sdk_secret=settings.sdk_token_secret,
             readiness=service.readiness,
         )
     return service

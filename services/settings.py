@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     aggregate_cache_size: int = Field(default=10_000, ge=0)
     poll_interval_s: float = Field(default=0.25, gt=0)
     write_timeout_s: float = Field(default=5.0, gt=0)
+    public_url: str = Field(
+        default="", description="base URL readers reach the api at; default http://host:port"
+    )
+    sdk_token_secret: str = Field(
+        default="", description="signs Onfido sdk_tokens; default derived from api_tokens"
+    )
 
     @field_validator("topic_prefix")
     @classmethod
@@ -48,6 +54,10 @@ class Settings(BaseSettings):
     @property
     def commands_group(self) -> str:
         return self.group_id or f"{self.topic_prefix}.commands-role"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.http_host}:{self.http_port}"
 
     def tokens(self) -> dict[str, frozenset[str]]:
         """token -> the accounts it may see ('*' for all)."""

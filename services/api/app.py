@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from projections.document_view import DocumentView
-from services.api import cloudflare_routes, workflow_routes
+from services.api import cloudflare_routes, onfido_routes, run_routes, workflow_routes
 from services.api.envelope import http_error, still_pending, validation_error
 from services.api.gateway import CommandGateway
 from services.api.writes import StillPending
@@ -22,17 +23,24 @@ def create_api(
     tokens: dict[str, frozenset[str]],
     views: dict[str, DocumentView],
     gateway: CommandGateway | None = None,
+    base_url: str = "http://127.0.0.1:8787",
+    sdk_secret: str = "",
     readiness: Callable[[], dict[str, Any]],
 ) -> FastAPI:
     api = FastAPI(title="Flowledger", version="0.1.0")
     api.state.tokens = tokens
     api.state.views = views
     api.state.gateway = gateway
+    api.state.base_url = base_url
+    # Unset, the secret derives from the api tokens: replicas with one config agree on it.
+    api.state.sdk_secret = sdk_secret or hashlib.sha256(repr(sorted(tokens)).encode()).hexdigest()
     api.add_exception_handler(StarletteHTTPException, http_error)
     api.add_exception_handler(RequestValidationError, validation_error)
     api.add_exception_handler(StillPending, still_pending)
     api.include_router(workflow_routes.router)
     api.include_router(cloudflare_routes.router)
+    api.include_router(onfido_routes.router)
+    api.include_router(run_routes.router)
 
     @api.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

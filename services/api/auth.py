@@ -6,13 +6,29 @@ from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
 
+from services.api import sdk_tokens
+
 
 @dataclass(frozen=True)
 class Principal:
     accounts: frozenset[str]
+    run_id: str | None = None  # set for an Onfido sdk_token: that one run and nothing else
 
     def may_see(self, account_id: str) -> bool:
+        if self.run_id is not None:
+            return False
         return "*" in self.accounts or account_id in self.accounts
+
+    def may_read_run(self, account_id: str, run_id: str) -> bool:
+        if self.run_id is not None:
+            return self.run_id == run_id and account_id in self.accounts
+        return self.may_see(account_id)
+
+    def sole_account(self) -> str | None:
+        """The one account a token is bound to; None for '*' and multi-account tokens."""
+        if len(self.accounts) == 1 and "*" not in self.accounts:
+            return next(iter(self.accounts))
+        return None
 
 
 def _token_from(header: str) -> str | None:
@@ -27,6 +43,10 @@ def _token_from(header: str) -> str | None:
 def authenticate(request: Request) -> Principal:
     tokens: dict[str, frozenset[str]] = request.app.state.tokens
     token = _token_from(request.headers.get("authorization", ""))
+    if token is not None and token not in tokens:
+        scoped = sdk_tokens.verify(request.app.state.sdk_secret, token)
+        if scoped is not None:
+            return Principal(frozenset({scoped[0]}), run_id=scoped[1])
     if token is None or token not in tokens:
         raise HTTPException(
             status_code=401,
@@ -34,3 +54,16 @@ def authenticate(request: Request) -> Principal:
             headers={"WWW-Authenticate": "Bearer"},
         )
     return Principal(tokens[token])
+
+
+def acting_account(caller: Principal, account_id: str | None) -> str:
+    """The account a request acts in, for APIs whose paths name none (Onfido, /v1): the
+    token's sole account, or for '*' and multi-account tokens the `account_id` it names."""
+    chosen = account_id or caller.sole_account()
+    if chosen is None:
+        raise HTTPException(
+            status_code=422, detail="this token sees several accounts: pass ?account_id="
+        )
+    if not caller.may_see(chosen):
+        raise HTTPException(status_code=404, detail="account not found")
+    return chosen

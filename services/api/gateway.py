@@ -81,7 +81,8 @@ class CommandGateway:
                 await client.stop()
 
     async def submit(self, command: dict[str, Any]) -> tuple[str, Reply | None]:
-        """Publishes `command` (a command_id is added) and returns its reply, or None on timeout."""
+        """Publishes `command` (a command_id is added) and returns its reply once the views
+        show it; None when that did not happen within the timeout."""
         if self._producer is None:
             raise RuntimeError("the gateway is not started")
         command_id = str(uuid.uuid4())
@@ -100,7 +101,9 @@ class CommandGateway:
                     await self._projections_reach(await asyncio.to_thread(self._head) or 0)
             return command_id, reply
         except TimeoutError:
-            return command_id, future.result() if future.done() else None
+            # A rejection needs no projection, so it is answered even when they lag behind.
+            late = future.result() if future.done() else None
+            return command_id, late if late is not None and late.outcome == "rejected" else None
         finally:
             self._waiting.pop(command_id, None)
 

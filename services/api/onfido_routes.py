@@ -1,0 +1,187 @@
+"""Onfido-compatible workflow runs under /v3.6 (seed 001), as onfido-python calls them.
+
+Onfido tokens belong to one account, so these routes act in the token's sole account; a
+token for several accounts (or `*`) must name one with the `account_id` query parameter.
+A run is an instance with a minted id, created on the workflow whose uuid is `workflow_id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.keys import instance_global_id
+from contracts.limits import MAX_TAGS
+from projections import onfido_run, workflows
+from projections.document_view import DocumentView
+from projections.document_view import Query as ViewQuery
+from projections.timestamps import iso
+from services.api import sdk_tokens
+from services.api.auth import Principal, acting_account, authenticate
+from services.api.writes import StillPending, submit
+
+PAGE_SIZE = 20
+
+OnfidoStatus = Literal[
+    "processing", "awaiting_input", "awaiting_client_input", "approved", "declined", "review",
+    "abandoned", "error",
+]  # fmt: skip
+
+Tag = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class OnfidoError(BaseModel):
+    type: str
+    message: str
+    fields: dict[str, Any]
+
+
+class OnfidoErrorBody(BaseModel):
+    error: OnfidoError
+
+
+class RunError(BaseModel):
+    type: str | None = None
+    message: str | None = None
+
+
+class WorkflowRun(BaseModel):
+    applicant_id: str
+    workflow_id: str
+    tags: list[str] | None
+    customer_user_id: str | None
+    link: dict[str, Any] | None
+    created_at: str
+    updated_at: str
+    id: str
+    workflow_version_id: int
+    dashboard_url: str
+    status: OnfidoStatus
+    output: dict[str, Any] | None
+    reasons: list[str] | None
+    error: RunError | None
+    sdk_token: str
+
+
+class WorkflowRunCreate(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    workflow_id: UUID
+    applicant_id: UUID
+    tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS)
+    customer_user_id: str | None = Field(default=None, max_length=256)
+    link: dict[str, Any] | None = None
+    custom_data: dict[str, Any] | None = None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": OnfidoErrorBody, "description": text}
+    for status, text in {
+        401: "missing or unknown token",
+        404: "no such workflow run (or not visible to this token)",
+        422: "invalid request",
+    }.items()
+}
+
+router = APIRouter(prefix="/v3.6/workflow_runs", tags=["onfido"], responses=ERRORS)
+Caller = Annotated[Principal, Depends(authenticate)]
+
+
+def _runs(request: Request) -> DocumentView:
+    return request.app.state.views[onfido_run.VIEW_NAME]  # type: ignore[no-any-return]
+
+
+def _render(request: Request, doc: dict[str, Any]) -> dict[str, Any]:
+    token = sdk_tokens.mint(request.app.state.sdk_secret, doc["account_id"], doc["id"])
+    base = f"{request.app.state.base_url}/v3.6"
+    return onfido_run.render(doc, dashboard_base=base, sdk_token=token)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=WorkflowRun,
+    responses={202: {"description": "published, not answered in time: {command_id, status}"}},
+)
+async def create_workflow_run(
+    request: Request, body: WorkflowRunCreate, caller: Caller, account_id: str | None = None
+) -> dict[str, Any]:
+    account = acting_account(caller, account_id)
+    workflow = await asyncio.to_thread(
+        request.app.state.views[workflows.VIEW_NAME].get, str(body.workflow_id)
+    )
+    if workflow is None or workflow["account_id"] != account:
+        raise HTTPException(status_code=422, detail=f"workflow {body.workflow_id} not found")
+    command: dict[str, Any] = {
+        "type": "CreateInstance",
+        "account_id": account,
+        "workflow_name": workflow["workflow_name"],
+        "params": body.custom_data,
+        "applicant_id": str(body.applicant_id),
+        "tags": body.tags or [],
+        "customer_user_id": body.customer_user_id,
+        "link": body.link,
+    }
+    reply = await submit(request, command)
+    key = str(instance_global_id(account, workflow["workflow_name"], reply.instance_id or ""))
+    doc = await asyncio.to_thread(_runs(request).get, key)
+    if doc is None:  # accepted, yet not projected within the write timeout
+        raise StillPending(reply.command_id)
+    return _render(request, doc)
+
+
+@router.get("/{workflow_run_id}", response_model=WorkflowRun)
+async def find_workflow_run(
+    request: Request, workflow_run_id: UUID, caller: Caller
+) -> dict[str, Any]:
+    doc = await asyncio.to_thread(_runs(request).get, str(workflow_run_id))
+    if doc is None or not caller.may_read_run(doc["account_id"], doc["id"]):
+        raise HTTPException(status_code=404, detail=f"workflow run {workflow_run_id} not found")
+    return _render(request, doc)
+
+
+@router.get("", response_model=list[WorkflowRun])
+async def list_workflow_runs(
+    request: Request,
+    caller: Caller,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    status: Annotated[str | None, Query(max_length=512)] = None,
+    created_at_gt: date | datetime | None = None,
+    created_at_lt: date | datetime | None = None,
+    sort: Literal["asc", "desc"] = "desc",
+    applicant_id: UUID | None = None,
+    tags: Annotated[str | None, Query(max_length=4096)] = None,
+    account_id: str | None = None,
+) -> list[dict[str, Any]]:
+    query = ViewQuery(
+        account_id=acting_account(caller, account_id),
+        statuses=tuple(s.strip() for s in status.split(",") if s.strip()) if status else (),
+        created_from=_after(created_at_gt),
+        created_before=iso(_start(created_at_lt)) if created_at_lt else None,
+        equals={"applicant_id": str(applicant_id)} if applicant_id else {},
+        contains={"tags": tuple(t for t in tags.split(",") if t)} if tags else {},
+        descending=sort == "desc",
+        limit=PAGE_SIZE,
+        offset=(page - 1) * PAGE_SIZE,
+    )
+    return [_render(request, doc) for doc in await asyncio.to_thread(_runs(request).find, query)]
+
+
+def _start(value: date | datetime) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.combine(value, time(), tzinfo=UTC)
+
+
+def _after(value: date | datetime | None) -> str | None:
+    """`created_at_gt` is exclusive: a date means from the next day on."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return iso(_start(value) + timedelta(microseconds=1))
+    return iso(_start(value) + timedelta(days=1))

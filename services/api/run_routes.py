@@ -1,0 +1,169 @@
+"""The agent platform's runs (`/v1/runs`, seed 003) and staged instances
+(`/v1/workflow-instances`, seeds 000/004): read-only views of the same instances.
+
+Lists answer `{"data": [...], "nextCursor": str | null}`: pass `cursor=nextCursor` for the
+next page (keyset paging, newest first, stable while new runs arrive).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import msgspec
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from pydantic import BaseModel
+
+from projections import agent_run, staged_instance
+from projections.document_view import DocumentView
+from projections.document_view import Query as ViewQuery
+from projections.instance_status import TERMINAL
+from services.api.auth import Principal, acting_account, authenticate
+from services.api.cloudflare_models import ERROR_RESPONSES
+from services.api.paging import decode_cursor, encode_cursor
+
+router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
+Caller = Annotated[Principal, Depends(authenticate)]
+Limit = Annotated[int, Query(ge=1, le=100)]
+Cursor = Annotated[str | None, Query(max_length=1024)]
+RunStatus = Literal[
+    "pending", "failed", "running", "completed", "cancelled", "timed_out", "paused", "waiting"
+]
+NOT_TERMINAL = ("queued", "running", "waiting", "waitingForPause", "paused", "rollingBack")
+
+
+class Run(BaseModel):
+    id: str
+    workspaceId: str
+    subjectId: str
+    parentRunId: str | None
+    status: RunStatus
+    mode: Literal["sync", "async"]
+    input: Any
+    output: Any
+    error: str | None
+    triggeredBy: Literal["workflow", "agent", "swarm", "user", "event"]
+    cfWorkflowId: str | None
+    durationMs: int | None
+    userId: str
+    startedAt: str | None
+    completedAt: str | None
+    createdAt: str
+    updatedAt: str
+
+
+class RunPage(BaseModel):
+    data: list[Run]
+    nextCursor: str | None
+
+
+class StageStatus(BaseModel):
+    error: str | None
+    instance_id: str
+    stage: float
+    started_at: str
+    terminated_at: str | None
+
+
+class WorkflowInstance(BaseModel):
+    createdAt: str
+    error: str | None
+    id: str
+    status: list[StageStatus] | None
+    terminated: bool
+    terminatedAt: str | None
+    updatedAt: str
+    workflowID: str
+
+
+class WorkflowInstancePage(BaseModel):
+    data: list[WorkflowInstance]
+    nextCursor: str | None
+
+
+def _view(request: Request, name: str) -> DocumentView:
+    return request.app.state.views[name]  # type: ignore[no-any-return]
+
+
+async def _one(request: Request, caller: Principal, view_name: str, id: UUID) -> dict[str, Any]:
+    doc = await asyncio.to_thread(_view(request, view_name).get, str(id))
+    if doc is None or not caller.may_see(doc["account_id"]):
+        raise HTTPException(status_code=404, detail=f"{id} not found")
+    return doc
+
+
+async def _page(
+    request: Request,
+    view_name: str,
+    query: ViewQuery,
+    cursor: str | None,
+    render: Callable[[dict[str, Any]], dict[str, Any]],
+) -> dict[str, Any]:
+    limit = query.limit
+    after = decode_cursor(cursor) if cursor else None
+    query = msgspec.structs.replace(query, after=after, limit=limit + 1)
+    docs = await asyncio.to_thread(_view(request, view_name).find, query)
+    shown = docs[:limit]
+    more = len(docs) > limit
+    next_cursor = encode_cursor(shown[-1]["created_on"], shown[-1]["id"]) if more else None
+    return {"data": [render(d) for d in shown], "nextCursor": next_cursor}
+
+
+@router.get("/runs", response_model=RunPage, tags=["runs"])
+async def list_runs(
+    request: Request,
+    caller: Caller,
+    workspace: Annotated[str | None, Query(max_length=256)] = None,
+    status: RunStatus | None = None,
+    parent: UUID | None = None,
+    user: Annotated[str | None, Query(max_length=256)] = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+    account_id: str | None = None,
+) -> dict[str, Any]:
+    equals = {"workspaceId": workspace, "parentRunId": parent and str(parent), "userId": user}
+    query = ViewQuery(
+        account_id=acting_account(caller, account_id),
+        statuses=(status,) if status else (),
+        equals={k: v for k, v in equals.items() if v is not None},
+        descending=True,
+        limit=limit,
+    )
+    return await _page(request, agent_run.VIEW_NAME, query, cursor, agent_run.render)
+
+
+@router.get("/runs/{run_id}", response_model=Run, tags=["runs"])
+async def get_run(request: Request, run_id: UUID, caller: Caller) -> dict[str, Any]:
+    return agent_run.render(await _one(request, caller, agent_run.VIEW_NAME, run_id))
+
+
+@router.get("/workflow-instances", response_model=WorkflowInstancePage, tags=["staged"])
+async def list_workflow_instances(
+    request: Request,
+    caller: Caller,
+    terminated: bool | None = None,
+    workflow_id: UUID | None = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+    account_id: str | None = None,
+) -> dict[str, Any]:
+    statuses = () if terminated is None else TERMINAL if terminated else NOT_TERMINAL
+    query = ViewQuery(
+        account_id=acting_account(caller, account_id),
+        statuses=tuple(sorted(statuses)),
+        equals={"workflowID": str(workflow_id)} if workflow_id else {},
+        descending=True,
+        limit=limit,
+    )
+    return await _page(request, staged_instance.VIEW_NAME, query, cursor, staged_instance.render)
+
+
+@router.get("/workflow-instances/{instance_id}", response_model=WorkflowInstance, tags=["staged"])
+async def get_workflow_instance(
+    request: Request, instance_id: UUID, caller: Caller
+) -> dict[str, Any]:
+    return staged_instance.render(
+        await _one(request, caller, staged_instance.VIEW_NAME, instance_id)
+    )
