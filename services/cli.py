@@ -1,4 +1,4 @@
-"""The `flowledger` command: serve, kafka start|stop|status, publish, schemas."""
+"""The `flowledger` command: serve, kafka start|stop|status, publish, projections rebuild, schemas."""
 
 from __future__ import annotations
 
@@ -28,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     publish = sub.add_parser("publish", help="publish JSON commands (one per line on stdin)")
     publish.add_argument("--example", action="store_true", help="print example commands instead")
 
+    projections = sub.add_parser("projections", help="read-model maintenance")
+    projections.add_argument("action", choices=["rebuild"])
+    projections.add_argument("name", nargs="?", help="one read model; all when omitted")
+
     schemas = sub.add_parser("schemas", help="regenerate schemas/ from the contracts")
     schemas.add_argument("--out", default="schemas")
 
@@ -41,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(settings, args.role)
         if args.command == "kafka":
             return _kafka(settings, args.action)
+        if args.command == "projections":
+            return _rebuild(settings, args.name)
         if args.command == "publish":
             return _example() if args.example else _publish(settings)
         if args.command == "schemas":
@@ -60,6 +66,29 @@ def _serve(settings: Settings, role: str) -> int:
 
     roles = ROLES if role == "all" else (role,)
     asyncio.run(serve(settings, roles))
+    return 0
+
+
+def _rebuild(settings: Settings, name: str | None) -> int:
+    """Safe beside a running service: readers keep the old view until the swap."""
+    from projections.document_view import open_view
+    from services.bootstrap import READ_MODELS, build_application
+    from services.roles.projections import rebuild
+
+    if name is not None and name not in READ_MODELS:
+        print(
+            f"error: no read model {name!r}; choose from {', '.join(READ_MODELS)}", file=sys.stderr
+        )
+        return 2
+    app = build_application(settings)
+    try:
+        for view_name in [name] if name else list(READ_MODELS):
+            live = open_view(app.factory, view_name)
+            shadow = open_view(app.factory, f"{view_name}__rebuild")
+            applied = rebuild(app, live, shadow, READ_MODELS[view_name])
+            print(f"rebuilt {view_name} from {applied} notifications")
+    finally:
+        app.close()
     return 0
 
 

@@ -1,0 +1,60 @@
+"""A projection on real stores: exactly-once positions and safety against a rebuild under it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from contracts import commands as c
+from projections import cloudflare_instance
+from projections.document_view import ViewMoved, open_view
+from services.bootstrap import build_application
+from services.roles.projections import Projection, rebuild
+from services.settings import Settings
+
+NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+
+
+def _create(account: str, instance_id: str) -> c.CreateInstance:
+    return c.CreateInstance(
+        command_id=str(uuid.uuid4()),
+        account_id=account,
+        workflow_name="wf",
+        instance_id=instance_id,
+    )
+
+
+def test_a_projection_rebuilt_under_it_refuses_its_stale_write_then_carries_on(
+    store_url: str, new_id: str
+) -> None:
+    app = build_application(Settings(store=store_url))
+    name = f"cf{new_id}"
+    model = type("Model", (), {})()
+    model.VIEW_NAME = name
+    model.apply = cloudflare_instance.apply
+    model.key_of = cloudflare_instance.key_of
+    live = open_view(app.factory, name)
+    stale = Projection(app, live, model)
+    try:
+        account = f"acc{new_id}"
+        register = c.RegisterWorkflow(
+            command_id=str(uuid.uuid4()), account_id=account, workflow_name="wf"
+        )
+        app.handle([register, _create(account, "first")], NOW)
+        first = app.recorder.select_notifications(0, 1000, inclusive_of_start=False)
+        stale.process(first)
+        app.handle([_create(account, "late")], NOW)
+
+        rebuild(app, live, open_view(app.factory, f"{name}__rebuild"), model)
+        rebuilt = live.position()
+        later = app.recorder.select_notifications(first[-1].id, 1000, inclusive_of_start=False)
+        assert later and rebuilt == later[-1].id
+
+        with pytest.raises(ViewMoved):
+            stale.process(later)  # it read its documents before the swap: must not write
+        assert live.position() == rebuilt
+        assert stale.catch_up() == 0  # re-reads the position: nothing left to fold
+    finally:
+        app.close()
