@@ -234,15 +234,14 @@ class PostgresDocumentView(DocumentView, PostgresTrackingRecorder):
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
         self.tracking_table = self.tracking_table_name
-        self.sql_create_statements.extend(SQL(s) for s in self.view_statements())  # type: ignore[arg-type]
+        self.sql_create_statements.extend(SQL(s) for s in self.view_statements())  # type: ignore[arg-type,misc]
 
 
 def open_view(factory: InfrastructureFactory[Any], view_name: str) -> DocumentView:
     """The view named `view_name` on the same datastore as the event store behind `factory`."""
     base: type[DocumentView] = (
         PostgresDocumentView
-        if isinstance(factory.tracking_recorder_class, type)
-        and issubclass(factory.tracking_recorder_class, PostgresTrackingRecorder)
+        if issubclass(getattr(factory, "tracking_recorder_class", object), PostgresTrackingRecorder)
         else SQLiteDocumentView
     )
     view_class = type(f"{base.__name__}_{view_name}", (base,), {"view_name": view_name})

@@ -1,4 +1,4 @@
-"""The `flowledger` command: serve, kafka start|stop|status, publish, projections rebuild, schemas."""
+"""The `flowledger` command: serve, kafka, publish, projections rebuild, schemas."""
 
 from __future__ import annotations
 

@@ -98,7 +98,8 @@ class CommandGateway:
             async with asyncio.timeout(self.timeout_s):
                 reply = await future
                 if reply.outcome != "rejected":
-                    await self._projections_reach(await asyncio.to_thread(self._head) or 0)
+                    head = await asyncio.to_thread(self._head)
+                    await self._projections_reach(head or 0)
             return command_id, reply
         except TimeoutError:
             # A rejection needs no projection, so it is answered even when they lag behind.

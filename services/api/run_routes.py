@@ -123,7 +123,11 @@ async def list_runs(
     limit: Limit = 50,
     account_id: str | None = None,
 ) -> dict[str, Any]:
-    equals = {"workspaceId": workspace, "parentRunId": parent and str(parent), "userId": user}
+    equals = {
+        "workspaceId": workspace,
+        "parentRunId": str(parent) if parent else None,
+        "userId": user,
+    }
     query = ViewQuery(
         account_id=acting_account(caller, account_id),
         statuses=(status,) if status else (),

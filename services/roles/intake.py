@@ -73,7 +73,8 @@ def _classify(intake: Intake, record: Record, error: msgspec.DecodeError) -> Non
         return
     kind = loose.get("type")
     if kind not in COMMAND_TYPE_NAMES:
-        reason = f"unknown command type {kind!r}; known: {', '.join(sorted(COMMAND_TYPE_NAMES))}"
+        known = ", ".join(sorted(map(str, COMMAND_TYPE_NAMES)))
+        reason = f"unknown command type {kind!r}; known: {known}"
         intake.dead_letters.append(DeadLetter(record, reason))
         intake.replies.append((_rejected(command_id, "command.unknown_type", reason), record.key))
         return
