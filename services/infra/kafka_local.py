@@ -30,6 +30,8 @@ from typing import Any, TypeVar
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
+from services.infra.docker_engine import docker_available
+
 _KAFKA_DIR = Path(__file__).parent / "kafka"
 _POM = _KAFKA_DIR / "pom.xml"
 _LOG4J2 = _KAFKA_DIR / "log4j2.properties"
@@ -439,25 +441,6 @@ async def _ensure_topics(
 
 
 # --- resolution ----------------------------------------------------------------------------------
-
-
-def docker_available() -> bool:
-    """Whether a Docker engine answers, the same way testcontainers will reach it."""
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    # The common "no engine" case, decided without docker-py, which leaks a socket when the
-    # connect fails.
-    if host.startswith("unix://") and not Path(host.removeprefix("unix://")).exists():
-        return False
-    try:
-        import docker  # testcontainers' own client, so DOCKER_HOST and friends are honoured alike
-
-        client = docker.from_env(timeout=3)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except Exception:  # no socket, refused, not installed: all mean "no Docker"
-        return False
 
 
 def _start_container() -> tuple[str, Callable[[], None]]:
