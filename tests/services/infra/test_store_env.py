@@ -69,7 +69,7 @@ def test_postgres_url_maps_every_part() -> None:
         "POSTGRES_PASSWORD": "s3cret",
         "POSTGRES_POOL_SIZE": str(DEFAULT_POOL_SIZE),
         "POSTGRES_MAX_OVERFLOW": str(DEFAULT_MAX_OVERFLOW),
-        "POSTGRES_PRE_PING": "y",
+        "POSTGRES_PRE_PING": "n",
         "CREATE_TABLE": "y",
     }
 
