@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, ProgrammingError
 from faststream.kafka import KafkaBroker
 
 from projections import agent_run, cloudflare_instance, onfido_run, staged_instance, workflows
@@ -55,12 +55,13 @@ def open_views(app: FlowledgerApplication) -> dict[str, DocumentView]:
 
 
 def creating_schema(make: Callable[[T], R], arg: T, attempts: int = 5) -> R:
-    """Roles started together (e.g. by compose) race on PostgreSQL's CREATE TABLE IF NOT EXISTS,
-    whose loser fails on a catalog unique index; the tables then exist, so trying again works."""
+    """Roles started together (e.g. by compose) race on PostgreSQL's CREATE ... IF NOT EXISTS,
+    whose loser fails on a catalog unique index (IntegrityError) or with "already exists"
+    (ProgrammingError); the objects then exist, so trying again works."""
     for attempt in range(1, attempts + 1):
         try:
             return make(arg)
-        except IntegrityError:
+        except (IntegrityError, ProgrammingError):
             if attempt == attempts:
                 raise
             log.info("store schema created concurrently by another process; retrying")

@@ -8,6 +8,7 @@ causes redelivery, which the command records answer as `duplicate`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import datetime
@@ -18,6 +19,7 @@ import msgspec
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing.utils import Environment
 
 from contracts.commands import AnyCommand
 from contracts.replies import Reply, ReplyError
@@ -65,9 +67,22 @@ class UnitOfWork:
     def changed(self) -> list[Aggregate]:
         return [a for a in self._loaded.values() if a is not None and a.pending_events]
 
+    def loaded_ids(self) -> list[UUID]:
+        return list(self._loaded)
+
 
 class FlowledgerApplication(Application):  # type: ignore[type-arg]
     name = "flowledger"
+
+    def construct_env(self, name: str, env: Any = None) -> Environment:
+        """Fast-forward stays on whatever the environment says: each get of a cached aggregate
+        then reads the events other commands members stored since, so a member that loses and
+        regains a partition never decides on the state it cached before (no conflict would
+        reveal a stale no-op decision, such as a `resume` judged on a cached `queued`)."""
+        environment = super().construct_env(name, env)
+        environment[self.AGGREGATE_CACHE_FASTFORWARD] = "y"
+        environment.pop(f"{name.upper()}_{self.AGGREGATE_CACHE_FASTFORWARD}", None)
+        return environment
 
     def handle(self, commands: Sequence[AnyCommand], now: datetime) -> list[Reply]:
         """Decides and saves a batch; on a write conflict falls back to one command at a time."""
@@ -78,6 +93,7 @@ class FlowledgerApplication(Application):  # type: ignore[type-arg]
         except IntegrityError:
             # Another commands member wrote one of these aggregates first (a rebalance race).
             log.info("write conflict in a batch of %d; retrying one by one", len(commands))
+            self._forget(unit)
             return [self.handle_one(command, now) for command in commands]
         return replies
 
@@ -89,8 +105,20 @@ class FlowledgerApplication(Application):  # type: ignore[type-arg]
                 self.save(*unit.changed())
                 return reply
             except IntegrityError:
-                continue  # reload the winner's state and decide again
+                self._forget(unit)  # reload the winner's state and decide again
         return _rejected(command, "store.conflict", "too many concurrent writers; send it again")
+
+    def _forget(self, unit: UnitOfWork) -> None:
+        """Drops a conflicting unit's aggregates from the cache, so the retry decides on what the
+        store holds. The library's fast-forward (on by default) already reads newer events on
+        each get; evicting also holds if it is turned off, when the cache is only updated by
+        this member's own saves and so is stale once another member wrote."""
+        cache = self.repository.cache
+        if cache is None:
+            return
+        for aggregate_id in unit.loaded_ids():
+            with contextlib.suppress(KeyError):
+                cache.get(aggregate_id, evict=True)
 
     def _decide(self, unit: UnitOfWork, command: AnyCommand, now: datetime) -> Reply:
         recorded = unit.recorded_reply(command.command_id)
