@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install kafka-jars run test lint schemas clean
+.PHONY: install kafka-jars run test lint schemas clean bench
 
 install: $(STAMP)
 
@@ -24,6 +24,17 @@ run: install kafka-jars
 
 test: install kafka-jars
 	$(BIN)/python -m pytest -q
+
+# End-to-end throughput and latency beside the Kafka and store baselines (bench/README.md).
+# Starts its own broker and PostgreSQL; BENCH_SECONDS (default 10) sets each measured phase.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	touch $@
+
+bench: install kafka-jars $(BENCH_STAMP)
+	$(BIN)/python -m bench.run
 
 lint: install
 	$(BIN)/ruff check services contracts projections tests

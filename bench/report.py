@@ -1,0 +1,227 @@
+"""The machine's description, the human-readable table, the summary JSON and the results file."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+GOALS = {
+    "sqlite_commands_per_s": 5000,
+    "postgresql_commands_per_s": 3000,
+    "readable_p99_ms_at_1000_per_s": 100,
+    "ratio": 0.25,
+}
+STORE_NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+TOPOLOGY_NAMES = {"all_in_one": "all-in-one", "two_members": "two members"}
+
+
+def machine() -> dict[str, Any]:
+    memory_kib = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory_kib = int(line.split()[1])
+    except OSError:
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "ram_gib": round(memory_kib / 1024 / 1024, 1),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "processor": _cpu_model() or platform.processor(),
+        # Shared machine: what else ran (tests, other benches) shows in the load average.
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def code_version() -> dict[str, Any]:
+    """The commit measured, and how many files differed from it (a shared working tree)."""
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+        except OSError:
+            return ""
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    changed = git("status", "--porcelain", "--untracked-files=no").splitlines()
+    return {"commit": git("rev-parse", "--short", "HEAD") or None, "modified_files": len(changed)}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def _ratio(e2e: float | None, kafka: float | None) -> float | None:
+    return round(e2e / kafka, 3) if e2e and kafka else None
+
+
+def topology_figures(run: dict[str, Any], kafka_per_s: float | None) -> dict[str, Any]:
+    throughput, latency = run.get("throughput", {}), run.get("latency", {})
+    sustained = run.get("sustained", {})
+    e2e = throughput.get("e2e_commands_per_s")
+    failure = {"error": run["error"]} if "error" in run else {}
+    return {
+        **failure,
+        "e2e_commands_per_s": e2e,
+        "e2e_complete": throughput.get("complete"),
+        "e2e_p50_ms": latency.get("readable_p50_ms"),
+        "e2e_p95_ms": latency.get("readable_p95_ms"),
+        "e2e_p99_ms": latency.get("readable_p99_ms"),
+        "reply_p50_ms": latency.get("reply_p50_ms"),
+        "reply_p95_ms": latency.get("reply_p95_ms"),
+        "reply_p99_ms": latency.get("reply_p99_ms"),
+        # Sampled reads / replies not done within the drain after the paced phase: the offered
+        # load was above capacity and the percentiles past them are unbounded (null).
+        "e2e_unreadable": latency.get("readable_missing"),
+        "reply_unanswered": latency.get("reply_missing"),
+        "ratio": _ratio(e2e, kafka_per_s),
+        # The same paced measurement at half the measured throughput: no backlog.
+        "sustained_rate": sustained.get("rate"),
+        "sustained_p50_ms": sustained.get("readable_p50_ms"),
+        "sustained_p95_ms": sustained.get("readable_p95_ms"),
+        "sustained_p99_ms": sustained.get("readable_p99_ms"),
+        "sustained_reply_p99_ms": sustained.get("reply_p99_ms"),
+    }
+
+
+def summary(results: dict[str, Any]) -> dict[str, Any]:
+    """The last line: SQLite at the top level, PostgreSQL under "postgresql"."""
+    kafka = results.get("kafka_roundtrip", {})
+    kafka_per_s = kafka.get("kafka_roundtrip_msgs_per_s")
+    per_store: dict[str, dict[str, Any]] = {}
+    for store, runs in results.get("stores", {}).items():
+        figures = topology_figures(runs.get("all_in_one", {}), kafka_per_s)
+        figures.update(
+            kafka_roundtrip_msgs_per_s=kafka_per_s,
+            kafka_roundtrip_p50_ms=kafka.get("kafka_roundtrip_p50_ms"),
+            kafka_roundtrip_p99_ms=kafka.get("kafka_roundtrip_p99_ms"),
+            store_only_per_s=runs.get("store_only", {}).get("store_only_per_s"),
+        )
+        if "two_members" in runs:
+            figures["two_members"] = topology_figures(runs["two_members"], kafka_per_s)
+        per_store[store] = figures
+    line: dict[str, Any] = dict(per_store.get("sqlite", {}))
+    if "postgresql" in per_store:
+        line["postgresql"] = per_store["postgresql"]
+    line["bench_seconds"] = results["settings"]["bench_seconds"]
+    line["results_file"] = results.get("results_file")
+    return line
+
+
+def _n(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.{digits}f}" if isinstance(value, int | float) else str(value)
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"  # unbounded: that rank fell on a command never answered
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def _pcts(figures: dict[str, Any], prefix: str) -> str:
+    return "/".join(_ms(figures.get(f"{prefix}_{p}_ms")) for p in ("p50", "p95", "p99"))
+
+
+ROW = "{:<30} {:>23} {:>23}   {:<30} {}"
+
+
+def _store_block(store: str, runs: dict[str, Any], kafka: dict[str, Any]) -> list[str]:
+    kafka_per_s = kafka.get("kafka_roundtrip_msgs_per_s")
+    kafka_lat = "Kafka " + _pcts(kafka, "kafka_roundtrip")
+    cols = [t for t in ("all_in_one", "two_members") if t in runs]
+    figs = [topology_figures(runs[t], kafka_per_s) for t in cols]
+    pad = [""] * (2 - len(cols))
+
+    def row(label: str, cells: list[str], baseline: str, goal: str) -> str:
+        return ROW.format(label, *cells, *pad, baseline, goal)
+
+    store_only = runs.get("store_only", {}).get("store_only_per_s")
+    readable_goal = GOALS["readable_p99_ms_at_1000_per_s"]
+    lines = [
+        "",
+        row(STORE_NAMES[store], [TOPOLOGY_NAMES[t] for t in cols], "baseline (same run)", "goal"),
+        row(
+            "throughput, cmd/s",
+            [_n(f["e2e_commands_per_s"]) for f in figs],
+            f"store only {_n(store_only)}/s",
+            f">= {GOALS[f'{store}_commands_per_s']:,}",
+        ),
+        row(
+            "  ratio to Kafka round trip",
+            [_n(f["ratio"], 3) for f in figs],
+            f"Kafka {_n(kafka_per_s)} msg/s",
+            f">= {GOALS['ratio']}",
+        ),
+        row("publish->reply p50/p95/p99 ms", [_pcts(f, "reply") for f in figs], kafka_lat, ""),
+        row(
+            "publish->readable p50/p95/p99",
+            [_pcts(f, "e2e") for f in figs],
+            kafka_lat,
+            f"p99 <= {readable_goal} ms",
+        ),
+        row(
+            "  same, at half capacity",
+            [f"{_pcts(f, 'sustained')} @{_n(f['sustained_rate'])}/s" for f in figs],
+            "",
+            "",
+        ),
+    ]
+    for topology, f in zip(cols, figs, strict=True):
+        name = TOPOLOGY_NAMES[topology]
+        if "error" in f:
+            lines.append(f"  ({name} FAILED: {f['error'].splitlines()[0][:200]})")
+        elif not f["e2e_complete"]:
+            lines.append(f"  ({name}: the throughput run did not finish in time)")
+        if f["e2e_unreadable"] or f["reply_unanswered"]:
+            lines.append(
+                f"  ({name}: {f['reply_unanswered']:,} replies and {f['e2e_unreadable']:,} sampled"
+                " reads not done in the drain after the paced phase: above capacity; '-' ="
+                " unbounded)"
+            )
+    return lines
+
+
+def table(results: dict[str, Any]) -> str:
+    settings, host = results["settings"], results["machine"]
+    out = [
+        f"Flowledger bench: BENCH_SECONDS={settings['bench_seconds']:g}, latency at an offered"
+        f" {_n(settings['rate'])} cmd/s, {host['cores']} cores, {host['ram_gib']} GiB,"
+        f" Python {host['python']}",
+    ]
+    for store, runs in results.get("stores", {}).items():
+        out += _store_block(store, runs, results.get("kafka_roundtrip", {}))
+    for store, profile in results.get("profiles", {}).items():
+        out += [
+            "",
+            f"py-spy hot spots, {STORE_NAMES[store]} all-in-one throughput run"
+            f" ({profile['samples']} samples, % of samples; event loop thread"
+            f" {profile['event_loop_thread_pct']}%, to_thread workers"
+            f" {profile['worker_threads_pct']}%):",
+        ]
+        out += [f"  self {pct:5.1f}%  {name}" for name, pct in profile["self_pct"][:10]]
+        out += [f"  incl {pct:5.1f}%  {name}" for name, pct in profile["inclusive_pct"][:10]]
+    return "\n".join(out)
+
+
+def write_results(results: dict[str, Any], directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = directory / f"{stamp}.json"
+    path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    return path

@@ -1,0 +1,142 @@
+"""The service under test: `flowledger serve` subprocesses in one of two topologies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TOKEN = "bench-token"
+REPO = Path(__file__).resolve().parent.parent
+BANNER = "Flowledger is running"
+STARTUP_TIMEOUT_S = 90.0
+
+# topology -> the roles of each process; the process that runs the api is listed last.
+TOPOLOGIES: dict[str, list[str]] = {
+    "all_in_one": ["all"],
+    "two_members": ["commands", "commands", "relay,projections,api"],
+}
+
+
+@dataclass
+class Member:
+    roles: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def log_tail(self, lines: int = 15) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class Deployment:
+    topology: str
+    prefix: str
+    port: int = field(default_factory=lambda: free_port())
+    members: list[Member] = field(default_factory=list)
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api(self) -> Member:
+        return self.members[-1]
+
+    def check_alive(self) -> None:
+        for member in self.members:
+            if member.process.poll() is not None:
+                raise RuntimeError(
+                    f"service process ({member.roles}) exited with {member.process.returncode}:\n"
+                    f"{member.log_tail()}"
+                )
+
+    def all_started(self) -> bool:
+        """Every process printed its banner: its roles, consumers included, are up."""
+        return all(BANNER in m.log.read_text(errors="replace") for m in self.members)
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        """SIGTERM (the service drains), then SIGKILL whatever is left."""
+        running = [m.process for m in self.members if m.process.poll() is None]
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for process in running:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> Callable[[], None]:
+    """A preexec hook asking Linux to SIGTERM the child if the benchmark dies (even SIGKILLed)."""
+    if not sys.platform.startswith("linux"):
+        return lambda: None
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded before fork: the hook only calls it
+    pr_set_pdeathsig = 1
+    return lambda: libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _command(roles: str) -> list[str]:
+    if roles == "all" or "," not in roles:
+        return [sys.executable, "-m", "services.cli", "serve", "--role", roles]
+    return [sys.executable, "-m", "bench.serve_roles", roles]
+
+
+async def start(deployment: Deployment, store: str, bootstrap: str, run_dir: Path) -> None:
+    """Starts the processes one after the other, each once the previous printed its banner: on a
+    new SQLite file, processes creating the tables at the same moment fail ("database is
+    locked"), so the followers and api start first, then each commands member. Whatever was
+    started is in `deployment.members`, for `stop()`, even when this fails."""
+    env = {
+        **os.environ,
+        "FLOWLEDGER_KAFKA_BOOTSTRAP": bootstrap,
+        "FLOWLEDGER_STORE": store,
+        "FLOWLEDGER_TOPIC_PREFIX": deployment.prefix,
+        "FLOWLEDGER_API_TOKENS": f"{TOKEN}=*",
+        "FLOWLEDGER_HTTP_PORT": str(deployment.port),
+        "FLOWLEDGER_HTTP_HOST": "127.0.0.1",
+        "FLOWLEDGER_STATE_DIR": str(run_dir / "state"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    hook = _die_with_parent()
+    *commands_members, api_member = TOPOLOGIES[deployment.topology]
+    for n, roles in enumerate([api_member, *commands_members]):
+        log = run_dir / f"{deployment.prefix}-{n}-{roles.replace(',', '+')}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                _command(roles),
+                cwd=REPO,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # the terminal's Ctrl-C reaches the bench, which stops us
+                preexec_fn=hook,
+            )
+        member = Member(roles, process, log)
+        deployment.members.insert(-1 if n else 0, member)  # the api's process stays last
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while BANNER not in log.read_text(errors="replace"):
+            deployment.check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{roles} did not start: {member.log_tail()}")
+            await asyncio.sleep(0.1)
