@@ -35,6 +35,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 ROLES = ("commands", "relay", "projections", "api")
+DRAIN_TIMEOUT_S = 15.0  # as FastStream's graceful_timeout for the commands batch in flight
 # Every read model: a module with VIEW_NAME, apply and key_of (services.roles.projections).
 READ_MODELS: dict[str, ReadModel] = {
     model.VIEW_NAME: model
@@ -99,9 +100,13 @@ class Service:
     async def stop(self) -> None:
         """Drains: followers finish their batch, the consumer commits, then everything closes."""
         self.stop_event.set()
+        if self.tasks:
+            # Followers see the stop between batches; the relay's batch still needs the broker,
+            # so they get to finish before it closes (a cancelled batch would only be redone).
+            await asyncio.wait(self.tasks, timeout=DRAIN_TIMEOUT_S)
         if self.gateway is not None:
             await self.gateway.stop()
-        await self.broker.stop()
+        await self.broker.stop()  # waits for the commands batch in flight and its commit
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import signal
 from collections.abc import Generator
@@ -36,9 +37,17 @@ async def serve(settings: Settings, roles: tuple[str, ...] = ROLES) -> None:
         else (settings.kafka_bootstrap, lambda: None)
     )
     stop = asyncio.Event()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            # An impatient second signal: exit like a crash; redelivery covers what was cut.
+            log.warning("second signal: exiting without draining")
+            os._exit(1)
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     service = await start_service(settings, bootstrap, roles)
     http: _QuietServer | None = None
     http_task = None

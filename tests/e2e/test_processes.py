@@ -17,6 +17,7 @@ import sys
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +33,7 @@ from projections import cloudflare_instance
 from projections.document_view import Query
 from services.application.app import FlowledgerApplication
 from services.bootstrap import build_application, open_views
+from services.infra.kafka_local import ensure_topics
 from services.settings import Settings
 from tests.fixtures.service import TOKEN, KafkaClient, make_settings
 
@@ -194,17 +196,19 @@ class Cluster:
         return "\n".join(f"--- {n} ---\n{p.output()[-4000:]}" for n, p in self.roles.items())
 
 
-@pytest.fixture
-async def client(kafka_bootstrap: str, postgres_dsn: str) -> AsyncIterator[KafkaClient]:
-    settings = make_settings(postgres_dsn).model_copy(update={"partitions": 4})
-    await _declare_topics(kafka_bootstrap, settings)
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True)
+@asynccontextmanager
+async def kafka_client(bootstrap: str, settings: Settings) -> AsyncIterator[KafkaClient]:
+    """A producer and a consumer of replies, events and dead letters, for processes to serve."""
+    # The consumer subscribes before any role has started: declare the topics the way the
+    # roles will (same partition count), so it does not race them into auto-creation.
+    await ensure_topics(bootstrap, dict.fromkeys(settings.topics.all(), settings.partitions))
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
     topics = settings.topics
     consumer = AIOKafkaConsumer(
         topics.replies,
         topics.events,
         topics.dead_letters,
-        bootstrap_servers=kafka_bootstrap,
+        bootstrap_servers=bootstrap,
         group_id="test-" + uuid.uuid4().hex,
         auto_offset_reset="earliest",
     )
@@ -217,12 +221,11 @@ async def client(kafka_bootstrap: str, postgres_dsn: str) -> AsyncIterator[Kafka
         await consumer.stop()
 
 
-async def _declare_topics(bootstrap: str, settings: Settings) -> None:
-    # The test's consumer subscribes before any role has started: declare the topics the way
-    # the roles will (same partition count), so it does not race them into auto-creation.
-    from services.infra.kafka_local import ensure_topics
-
-    await ensure_topics(bootstrap, dict.fromkeys(settings.topics.all(), settings.partitions))
+@pytest.fixture
+async def client(kafka_bootstrap: str, postgres_dsn: str) -> AsyncIterator[KafkaClient]:
+    settings = make_settings(postgres_dsn).model_copy(update={"partitions": 4})
+    async with kafka_client(kafka_bootstrap, settings) as kafka:
+        yield kafka
 
 
 def register(account: str, workflow: str) -> dict[str, Any]:
