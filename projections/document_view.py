@@ -57,6 +57,8 @@ def _safe_field(field: str) -> str:
     return field
 
 
+FLOWLEDGER_SQLITE_ID = 0x464C4F57  # "FLOW"
+
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 
@@ -142,6 +144,9 @@ class DocumentView(TrackingRecorder):
             params += [query.after[0], query.after[0], query.after[1]]
         return " AND ".join(clauses), params
 
+    def begin_writing(self, cursor: Any) -> None:
+        """Takes the write lock before the first read of a read-then-write transaction."""
+
     def json_text(self, field: str) -> str:
         raise NotImplementedError
 
@@ -149,33 +154,34 @@ class DocumentView(TrackingRecorder):
         raise NotImplementedError
 
     def write(self, rows: Iterable[Row], tracking: Tracking, expected: int | None) -> None:
-        """Upserts `rows` and records `tracking`, if the view is still at `expected`.
+        with self.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
+            self.write_in(cursor, rows, tracking, expected)
+
+    def write_in(
+        self, cursor: Any, rows: Iterable[Row], tracking: Tracking, expected: int | None
+    ) -> None:
+        """Upserts `rows` and records `tracking` in the caller's transaction, if the view is
+        still at `expected`.
 
         The check makes a concurrent rebuild safe: a writer that read its documents before the
         rebuilt view was swapped in gets `ViewMoved` instead of overwriting newer documents.
         """
+        self.begin_writing(cursor)
+        current = self._position_in(cursor)
+        if current != expected:
+            raise ViewMoved(f"view {self.view_name} is at {current}, not {expected}")
         upsert = (
             f"INSERT INTO {self.table} (key, account_id, workflow_name, status, created_at, doc) "
             f"VALUES ({', '.join([self.ph] * 6)}) ON CONFLICT (key) DO UPDATE SET "
             "status = excluded.status, doc = excluded.doc"
         )
-        with self.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
-            current = self._position_in(cursor)
-            if current != expected:
-                raise ViewMoved(f"view {self.view_name} is at {current}, not {expected}")
-            for row in rows:
-                cursor.execute(
-                    upsert,
-                    [
-                        row.key,
-                        row.account_id,
-                        row.workflow_name,
-                        row.status,
-                        row.created_at,
-                        _encode(row.doc).decode(),
-                    ],
-                )
-            self._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]
+        values = [
+            [r.key, r.account_id, r.workflow_name, r.status, r.created_at, _encode(r.doc).decode()]
+            for r in rows
+        ]
+        if values:
+            cursor.executemany(upsert, values)
+        self._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]
 
     def _position_in(self, cursor: Any) -> int | None:
         cursor.execute(
@@ -189,6 +195,7 @@ class DocumentView(TrackingRecorder):
     def replace_with(self, rebuilt: DocumentView) -> None:
         """Swaps in a view rebuilt beside this one, documents and position in one transaction."""
         with self.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
+            self.begin_writing(cursor)
             position = rebuilt._position_in(cursor)
             cursor.execute(f"DELETE FROM {self.table}")
             cursor.execute(f"INSERT INTO {self.table} SELECT * FROM {rebuilt.table}")
@@ -212,6 +219,12 @@ class DocumentView(TrackingRecorder):
 class SQLiteDocumentView(DocumentView, SQLiteTrackingRecorder):
     ph = "?"
 
+    def begin_writing(self, cursor: Any) -> None:
+        # A deferred SQLite transaction that reads first and then writes fails at once with
+        # "database is locked" if another connection committed in between (WAL snapshot).
+        # A write statement first takes the lock, waiting for it as long as the lock timeout.
+        cursor.execute(f"DELETE FROM {self.table} WHERE 0")
+
     def json_text(self, field: str) -> str:
         return f"json_extract(doc, '$.{_safe_field(field)}')"
 
@@ -219,7 +232,10 @@ class SQLiteDocumentView(DocumentView, SQLiteTrackingRecorder):
         return f"EXISTS (SELECT 1 FROM json_each(doc, '$.{_safe_field(field)}') WHERE value = ?)"
 
     def construct_create_table_statements(self) -> list[str]:
-        return super().construct_create_table_statements() + self.view_statements()
+        # The same trap as in begin_writing: "IF NOT EXISTS" on an existing table only reads.
+        # Marking the file as Flowledger's (a header write) takes the write lock first.
+        mark = f"PRAGMA application_id = {FLOWLEDGER_SQLITE_ID}"
+        return [mark, *super().construct_create_table_statements(), *self.view_statements()]
 
 
 class PostgresDocumentView(DocumentView, PostgresTrackingRecorder):

@@ -26,7 +26,8 @@ from services.infra.kafka_local import ensure_topics
 from services.infra.store_env import eventsourcing_env
 from services.roles.commands import register_commands_role
 from services.roles.follower import Wakeup, follow
-from services.roles.projections import Projection, ReadModel
+from services.roles.projections import Projection, ProjectionGroup, ReadModel
+from services.metrics import Metrics, store_lag
 from services.roles.relay import Relay
 from services.settings import Settings
 
@@ -82,19 +83,24 @@ class Service:
     projections: list[Projection] = field(default_factory=list)
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    metrics: Metrics = field(default_factory=Metrics)
 
     def readiness(self) -> dict[str, Any]:
-        head = self.app.recorder.max_notification_id() or 0
-        lag = {p.name: head - (p.position() or 0) for p in self.projections}
-        relay_lag = head - ((self.relay.position() or 0) if self.relay else head)
+        """Kafka, the store (its lag queries double as the health check) and the lags, read
+        from the store so that every role's process reports the whole deployment's."""
         kafka_ok = bool(getattr(self.broker, "running", True))
+        try:
+            lags = store_lag(self.app, self.views)
+            store_ok = True
+        except Exception:
+            log.warning("readiness: the store does not answer", exc_info=True)
+            lags = {"notification_head": None, "relay_lag": None, "projection_lag": {}}
+            store_ok = False
         return {
-            "ready": kafka_ok,
+            "ready": kafka_ok and store_ok,
             "kafka": "ok" if kafka_ok else "down",
-            "store": "ok",
-            "notification_head": head,
-            "projection_lag": lag,
-            "relay_lag": relay_lag,
+            "store": "ok" if store_ok else "down",
+            **lags,
         }
 
     async def stop(self) -> None:
@@ -125,10 +131,17 @@ async def start_service(
     # Idempotent producer: a retried send cannot duplicate or reorder within a partition.
     broker = KafkaBroker(bootstrap_servers, enable_idempotence=True, logger=None)
     service = Service(settings=settings, app=app, broker=broker, views=views)
+    service.metrics.watch(service.readiness)
     wakeup = Wakeup()
     if "commands" in roles:
         register_commands_role(
-            broker, app, topics, settings.commands_group, settings.batch_max_records, wakeup.notify
+            broker,
+            app,
+            topics,
+            settings.commands_group,
+            settings.batch_max_records,
+            wakeup.notify,
+            metrics=service.metrics,
         )
     await broker.start()
 
@@ -149,10 +162,11 @@ async def start_service(
         service.relay = Relay(app, broker, topics.events, tracking)
         spawn("relay", service.relay.position, service.relay.handle)
     if "projections" in roles:
-        for name, model in READ_MODELS.items():
-            projection = Projection(app, views[name], model)
-            service.projections.append(projection)
-            spawn(f"projection:{name}", projection.position, projection.handle)
+        service.projections = [
+            Projection(app, views[name], model) for name, model in READ_MODELS.items()
+        ]
+        group = ProjectionGroup(app, service.projections)
+        spawn("projections", group.position, group.handle)
     if "api" in roles:
         service.gateway = CommandGateway(
             bootstrap_servers,
@@ -171,4 +185,5 @@ async def start_service(
             sdk_secret=settings.sdk_token_secret,
             readiness=service.readiness,
         )
+        service.api.state.metrics = service.metrics  # read by services.api.ops_routes
     return service

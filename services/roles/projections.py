@@ -32,13 +32,17 @@ class ReadModel(Protocol):
     def key_of(self, event: LifecycleEvent) -> str | None: ...
 
 
+Translated = list[tuple[int, LifecycleEvent]]  # (notification id, event)
+
+
 class Projection:
+    """One read model: folds lifecycle events into its view, recording how far it got."""
+
     def __init__(self, app: FlowledgerApplication, view: DocumentView, model: ReadModel) -> None:
         self._app = app
         self.view = view
         self._apply: Apply = model.apply
         self._key_of: KeyOf = model.key_of
-        self._translator = LifecycleTranslator(app.first_event)
         self._expected: int | None = None
         self._expected_known = False
 
@@ -49,15 +53,17 @@ class Projection:
     def position(self) -> int | None:
         return self.view.position()
 
-    def process(self, notifications: Sequence[Notification]) -> None:
-        """Blocking: run it off the event loop."""
+    def prepare(self, events: Translated, last_id: int) -> tuple[list[Row], int | None] | None:
+        """Blocking: the rows this batch changes, or None when the view is already past it."""
+        if not self._expected_known:
+            self._expected, self._expected_known = self.view.position(), True
+        after = self._expected or 0
+        if after >= last_id:
+            return None
         keyed = [
             (key, event)
-            for event in (
-                self._translator.translate(self._app.mapper.to_domain_event(n))
-                for n in notifications
-            )
-            if event is not None and (key := self._key_of(event)) is not None
+            for notification_id, event in events
+            if notification_id > after and (key := self._key_of(event)) is not None
         ]
         touched = sorted({key for key, _ in keyed})
         docs = self.view.get_many(touched)
@@ -65,22 +71,71 @@ class Projection:
             doc = self._apply(docs.get(key), event)
             if doc is not None:
                 docs[key] = doc
-        rows = [_row(key, docs[key]) for key in touched if key in docs]
-        if not self._expected_known:
-            self._expected, self._expected_known = self.view.position(), True
+        return [_row(key, docs[key]) for key in touched if key in docs], self._expected
+
+    def written(self, last_id: int) -> None:
+        self._expected = last_id
+
+    def forget_position(self) -> None:
+        """After a refused write: the view moved (was rebuilt); re-read it next time."""
+        self._expected_known = False
+
+    def process(self, notifications: Sequence[Notification]) -> None:
+        """Blocking: run it off the event loop."""
+        ProjectionGroup(self._app, [self]).process(notifications)
+
+    def catch_up(self) -> int:
+        """Blocking: folds everything after the view's position; returns how many it read."""
+        return ProjectionGroup(self._app, [self]).catch_up()
+
+
+class ProjectionGroup:
+    """Every read model from one read of the log: each event is decoded and translated once,
+    and all views and their positions are written in one transaction (they share the store).
+    Each view still keeps its own position, so a rebuilt view simply skips what it has."""
+
+    name = "projections"
+
+    def __init__(self, app: FlowledgerApplication, projections: list[Projection]) -> None:
+        self._app = app
+        self.projections = projections
+        self._translator = LifecycleTranslator(app.first_event)
+
+    def position(self) -> int | None:
+        positions = [p.position() for p in self.projections]
+        return None if None in positions else min(p or 0 for p in positions)
+
+    def process(self, notifications: Sequence[Notification]) -> None:
+        """Blocking: run it off the event loop."""
+        events = [
+            (n.id, event)
+            for n in notifications
+            if (event := self._translator.translate(self._app.mapper.to_domain_event(n)))
+            is not None
+        ]
+        last_id = notifications[-1].id
+        prepared = [(p, p.prepare(events, last_id)) for p in self.projections]
+        writes = [(p, work) for p, work in prepared if work is not None]
+        if not writes:
+            return
         try:
-            self.view.write(rows, Tracking(self.name, notifications[-1].id), self._expected)
+            with writes[0][0].view.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
+                for projection, (rows, expected) in writes:
+                    tracking = Tracking(projection.name, last_id)
+                    projection.view.write_in(cursor, rows, tracking, expected)
         except ViewMoved:
-            # Rebuilt under us: the follower re-reads the position and folds from there.
-            self._expected_known = False
+            # A view was rebuilt under us: the follower re-reads the positions and goes on.
+            for projection in self.projections:
+                projection.forget_position()
             raise
-        self._expected = notifications[-1].id
+        for projection, _ in writes:
+            projection.written(last_id)
 
     async def handle(self, notifications: Sequence[Notification]) -> None:
         await asyncio.to_thread(self.process, notifications)
 
     def catch_up(self) -> int:
-        """Blocking: folds everything after the view's position; returns how many it read."""
+        """Blocking: folds everything after the group's position; returns how many it read."""
         start, applied = self.position() or 0, 0
         while batch := self._app.recorder.select_notifications(
             start, 1000, inclusive_of_start=False
