@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -21,9 +21,11 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, PersistenceError
 from eventsourcing.utils import Environment
 
-from contracts.commands import AnyCommand
+from contracts.commands import AnyCommand, CreateInstance, CreateInstances
+from contracts.keys import instance_key, minted_instance_id, workflow_key
 from contracts.replies import Reply, ReplyError
 from services.application.command_log import CommandRecord, command_record_id
+from services.application.existing import existing_ids
 from services.application.handlers import HANDLERS, Decision
 from services.domain.errors import DomainError
 from services.domain.instance import WorkflowInstance
@@ -50,6 +52,11 @@ class UnitOfWork:
             except AggregateNotFoundError:
                 self._loaded[aggregate_id] = None
         return self._loaded[aggregate_id]
+
+    def know_absent(self, aggregate_ids: Iterable[UUID]) -> None:
+        """Ids the store just said have no events: `get` answers None without asking again."""
+        for aggregate_id in aggregate_ids:
+            self._loaded.setdefault(aggregate_id, None)
 
     def add(self, aggregate: Aggregate) -> None:
         self._loaded[aggregate.id] = aggregate
@@ -87,6 +94,8 @@ class FlowledgerApplication(Application):  # type: ignore[type-arg]
     def handle(self, commands: Sequence[AnyCommand], now: datetime) -> list[Reply]:
         """Decides and saves a batch; on a write conflict falls back to one command at a time."""
         unit = UnitOfWork(self)
+        candidates = {i for command in commands for i in _candidate_ids(command)}
+        unit.know_absent(candidates - existing_ids(self.recorder, candidates))
         replies = [self._decide(unit, command, now) for command in commands]
         try:
             self.save(*unit.changed())
@@ -132,7 +141,11 @@ class FlowledgerApplication(Application):  # type: ignore[type-arg]
             raise  # the store is unwell: fail the batch so Kafka redelivers it
         except Exception as error:
             # A bug must not turn one command into a poison pill that blocks its partition.
-            log.exception("command %s failed unexpectedly", command.command_id)
+            log.exception(
+                "command %s failed unexpectedly",
+                command.command_id,
+                extra={"command_id": command.command_id, "instance_key": _key(command)},
+            )
             return _rejected(command, "command.failed", f"{type(error).__name__}: {error}")
         reply = decision.reply(command)
         unit.record(command.command_id, reply)
@@ -152,6 +165,35 @@ class FlowledgerApplication(Application):  # type: ignore[type-arg]
 
     def first_event(self, originator_id: UUID) -> Any:
         return next(iter(self.events.get(originator_id, lte=1)))
+
+
+def _key(command: AnyCommand) -> str:
+    """The command's instance key, for logs; the workflow key when it names no instance."""
+    instance_id = getattr(command, "instance_id", None)
+    if instance_id:
+        return instance_key(command.account_id, command.workflow_name, instance_id)
+    return workflow_key(command.account_id, command.workflow_name)
+
+
+def _candidate_ids(command: AnyCommand) -> list[UUID]:
+    """The aggregates a command may load: its record, its workflow and its instance(s)."""
+    ids = [
+        command_record_id(command.command_id),
+        Workflow.create_id(command.account_id, command.workflow_name),
+    ]
+    if isinstance(command, CreateInstances):
+        instance_ids = [
+            body.instance_id or minted_instance_id(f"{command.command_id}:{index}")
+            for index, body in enumerate(command.instances)
+        ]
+    elif isinstance(command, CreateInstance):
+        instance_ids = [command.instance_id or minted_instance_id(command.command_id)]
+    else:
+        instance_ids = [i for i in [getattr(command, "instance_id", None)] if i]
+    return ids + [
+        WorkflowInstance.create_id(command.account_id, command.workflow_name, instance_id)
+        for instance_id in instance_ids
+    ]
 
 
 def _rejected(command: AnyCommand, code: str, message: str) -> Reply:
