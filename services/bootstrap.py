@@ -24,10 +24,10 @@ from services.api.gateway import CommandGateway
 from services.application.app import FlowledgerApplication
 from services.infra.kafka_local import ensure_topics
 from services.infra.store_env import eventsourcing_env
+from services.metrics import Metrics, store_lag
 from services.roles.commands import register_commands_role
 from services.roles.follower import Wakeup, follow
 from services.roles.projections import Projection, ProjectionGroup, ReadModel
-from services.metrics import Metrics, store_lag
 from services.roles.relay import Relay
 from services.settings import Settings
 

@@ -1,22 +1,62 @@
-"""`flowledger serve`: runs the chosen roles until SIGINT/SIGTERM, then drains and exits."""
+"""`flowledger serve`: runs the chosen roles until SIGINT/SIGTERM, then drains and exits.
+
+Logs are text by default; FLOWLEDGER_LOG_FORMAT=json makes each line one JSON object that
+carries the `instance_key` and `command_id` of the record when there is one, for log shippers.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import secrets
 import signal
 from collections.abc import Generator
+from datetime import UTC, datetime
+from typing import Any
 
 import uvicorn
 
+from services.api.ops_routes import create_ops_app
 from services.bootstrap import ROLES, start_service
 from services.infra.kafka_local import resolve_bootstrap
 from services.settings import Settings
 
 log = logging.getLogger("flowledger")
+
+# `extra` fields a log record may carry; JSON lines include those present.
+CONTEXT_FIELDS = ("instance_key", "command_id", "outcome", "code", "partition", "offset")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC), level, logger, message, context, exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in CONTEXT_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                line[name] = value
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def configure_logging(log_format: str) -> None:
+    """Applies the format to the root handlers (the CLI installs one) and to uvicorn's logs."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=logging.INFO)
+    if log_format == "json":
+        for handler in root.handlers:
+            handler.setFormatter(JsonFormatter())
 
 
 class _QuietServer(uvicorn.Server):
@@ -28,6 +68,7 @@ class _QuietServer(uvicorn.Server):
 
 
 async def serve(settings: Settings, roles: tuple[str, ...] = ROLES) -> None:
+    configure_logging(settings.log_format)
     if "api" in roles and not settings.api_tokens:
         dev_token = "dev-" + secrets.token_urlsafe(12)
         settings = settings.model_copy(update={"api_tokens": f"{dev_token}=*"})
@@ -49,25 +90,31 @@ async def serve(settings: Settings, roles: tuple[str, ...] = ROLES) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     service = await start_service(settings, bootstrap, roles)
-    http: _QuietServer | None = None
-    http_task = None
+    servers: list[tuple[_QuietServer, asyncio.Task[None]]] = []
     if service.api is not None:
-        http = _QuietServer(
-            uvicorn.Config(
-                service.api, host=settings.http_host, port=settings.http_port, log_level="warning"
-            )
-        )
-        http_task = asyncio.create_task(http.serve())
+        servers.append(_http(service.api, settings.http_host, settings.http_port))
+    elif settings.ops_port is not None:
+        ops = create_ops_app(service.metrics, service.readiness)
+        servers.append(_http(ops, settings.http_host, settings.ops_port))
     _banner(settings, bootstrap, roles)
     try:
         await stop.wait()
     finally:
         log.info("stopping: draining in-flight work")
-        if http is not None and http_task is not None:
-            http.should_exit = True
-            await http_task
+        for server, _ in servers:
+            server.should_exit = True  # stop taking requests first: nothing new gets in
+        for _, task in servers:
+            await task
         await service.stop()
         await asyncio.to_thread(release_kafka)
+
+
+def _http(app: Any, host: str, port: int) -> tuple[_QuietServer, asyncio.Task[None]]:
+    # log_config=None: uvicorn's records go to the root handlers, in the chosen format.
+    server = _QuietServer(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", log_config=None)
+    )
+    return server, asyncio.create_task(server.serve())
 
 
 def _banner(settings: Settings, bootstrap: str, roles: tuple[str, ...]) -> None:
@@ -84,8 +131,13 @@ def _banner(settings: Settings, bootstrap: str, roles: tuple[str, ...]) -> None:
         lines += [f"  http:       {url}  (health: {url}/healthz)"]
         for token, accounts in settings.tokens().items():
             lines += [f"  token:      {token}  (accounts: {', '.join(sorted(accounts))})"]
+    elif settings.ops_port is not None:
+        lines += [f"  ops:        http://{settings.http_host}:{settings.ops_port}/metrics"]
     lines += [
         "  try:        .venv/bin/flowledger publish --example | .venv/bin/flowledger publish",
         "Press Ctrl-C to stop.",
     ]
+    if settings.log_format == "json":
+        log.info(lines[0])  # log shippers get JSON only; people read the text banner
+        return
     print("\n".join(lines), flush=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +39,13 @@ class Settings(BaseSettings):
     )
     sdk_token_secret: str = Field(
         default="", description="signs Onfido sdk_tokens; default derived from api_tokens"
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one JSON object per log line (instance_key, command_id)"
+    )
+    ops_port: int | None = Field(
+        default=None,
+        description="serves /healthz, /readyz, /metrics for roles without the api; unset = none",
     )
 
     @field_validator("topic_prefix")

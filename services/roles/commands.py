@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +20,7 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 
 from contracts import topics as t
 from services.application.app import FlowledgerApplication
+from services.metrics import Metrics
 from services.roles.intake import Record, decode_records
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,11 @@ def register_commands_role(
     group_id: str,
     max_records: int,
     after_save: Callable[[], None],
+    *,
+    metrics: Metrics | None = None,
 ) -> None:
+    metrics = metrics or Metrics()  # unscraped, but the role never checks for None
+
     @broker.subscriber(
         topics.commands,
         group_id=group_id,
@@ -41,6 +47,7 @@ def register_commands_role(
         ack_policy=AckPolicy.NACK_ON_ERROR,
     )
     async def on_commands(msg: KafkaMessage) -> None:
+        started = time.perf_counter()
         raw = msg.raw_message if isinstance(msg.raw_message, tuple) else (msg.raw_message,)
         intake = decode_records(
             [Record(r.key, r.value, r.topic, r.partition, r.offset) for r in raw]
@@ -49,10 +56,8 @@ def register_commands_role(
         replies = await asyncio.to_thread(app.handle, decided, datetime.now(UTC))
         after_save()
         keys = [key for _, key in intake.commands]
-        sends: list[Any] = [
-            _publish(broker, topics.replies, reply, key)
-            for reply, key in [*zip(replies, keys, strict=True), *intake.replies]
-        ]
+        answers = [*zip(replies, keys, strict=True), *intake.replies]
+        sends: list[Any] = [_publish(broker, topics.replies, reply, key) for reply, key in answers]
         sends += [
             broker.publish(
                 dead.record.value or b"",
@@ -74,8 +79,44 @@ def register_commands_role(
                 dead.record.partition,
                 dead.record.offset,
                 dead.reason,
+                extra={
+                    "instance_key": _text(dead.record.key),
+                    "partition": dead.record.partition,
+                    "offset": dead.record.offset,
+                },
             )
         await asyncio.gather(*sends)
+        # Counted once the broker confirmed them: what subscribers of the replies topic see.
+        metrics.count_replies(reply.outcome for reply, _ in answers)
+        metrics.dead_letters.inc(len(intake.dead_letters))
+        metrics.batch_seconds.observe(time.perf_counter() - started)
+        for reply, key in answers:
+            _log_reply(reply, key)
+
+
+def _log_reply(reply: Any, key: bytes | None) -> None:
+    """Rejections at INFO (someone may need to act), the rest at DEBUG (one per command)."""
+    level = logging.INFO if reply.outcome == "rejected" else logging.DEBUG
+    if not log.isEnabledFor(level):
+        return
+    code = reply.error.code if reply.error is not None else ""
+    log.log(
+        level,
+        "command %s %s %s",
+        reply.command_id,
+        reply.outcome,
+        code,
+        extra={
+            "command_id": reply.command_id,
+            "instance_key": _text(key),
+            "outcome": reply.outcome,
+            "code": code or None,
+        },
+    )
+
+
+def _text(key: bytes | None) -> str | None:
+    return None if key is None else key.decode("utf-8", "replace")
 
 
 def _publish(broker: KafkaBroker, topic: str, reply: Any, key: bytes | None) -> Any:

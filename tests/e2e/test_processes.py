@@ -9,6 +9,7 @@ the read model once, one `InstanceCreated` event id per instance, gap-free versi
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -269,8 +270,9 @@ async def test_roles_as_processes_survive_kill_9(
     # Small batches: more store commits and offset commits for the kill to fall between.
     member_a = cluster.add("commands-a", "commands", tmp_path, FLOWLEDGER_BATCH_MAX_RECORDS="50")
     cluster.add("commands-b", "commands", tmp_path, FLOWLEDGER_BATCH_MAX_RECORDS="50")
-    relay = cluster.add("relay", "relay", tmp_path)
-    cluster.add("projections", "projections", tmp_path)
+    ops_port = free_port()
+    relay = cluster.add("relay", "relay", tmp_path, FLOWLEDGER_OPS_PORT=str(ops_port))
+    projections = cluster.add("projections", "projections", tmp_path, FLOWLEDGER_LOG_FORMAT="json")
     cluster.add("api", "api", tmp_path, FLOWLEDGER_HTTP_PORT=str(port))
     try:
         # All at once, as `docker compose up` starts them: schema creation races included.
@@ -343,6 +345,7 @@ async def test_roles_as_processes_survive_kill_9(
         _assert_events(client, topics.events, account, instance_ids)
         await _assert_read_model(settings, account, instance_ids, cluster)
         await _assert_http(port, account, workflow, instance_ids[::30])
+        await _assert_operations(port, ops_port, projections.output())
         cluster.check_alive("commands-a", "commands-b", "relay", "projections", "api")
     except BaseException:
         print(cluster.logs())
@@ -536,3 +539,16 @@ def test_a_member_regaining_a_partition_decides_on_the_other_members_writes(
     [reply] = a.handle([_cmd(account, c.ChangeStatus, instance_id="i", action="resume")], NOW)
 
     assert (reply.outcome, reply.status, reply.version) == ("accepted", "queued", 3)
+
+
+async def _assert_operations(api_port: int, relay_ops_port: int, json_log: str) -> None:
+    """Lags read from the store: the api and the relay processes report the deployment's."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        ready = (await http.get(f"http://127.0.0.1:{api_port}/readyz")).json()
+        assert (ready["ready"], ready["store"], ready["relay_lag"]) == (True, "ok", 0), ready
+        assert set(ready["projection_lag"].values()) == {0}, ready
+        metrics = (await http.get(f"http://127.0.0.1:{relay_ops_port}/metrics")).text
+        assert "flowledger_relay_lag 0.0" in metrics.splitlines(), metrics
+        assert (await http.get(f"http://127.0.0.1:{relay_ops_port}/readyz")).status_code == 200
+    lines = [line for line in json_log.splitlines() if line and not line.startswith("===")]
+    assert lines and all(json.loads(line)["level"] for line in lines), lines[:5]

@@ -1,0 +1,123 @@
+"""Prometheus metrics of one Flowledger process, and the lags every process can read.
+
+Each Service owns its registry (not prometheus_client's global one), so several services in
+one process (tests) never mix their counts. Lags are not tracked in memory: they are read from
+the store on each scrape, so any role's process reports the true lags of the whole deployment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+
+from projections.document_view import DocumentView
+from services.application.app import FlowledgerApplication
+from services.roles.relay import RELAY_NAME
+
+OUTCOMES = ("accepted", "duplicate", "rejected")
+# Batches take milliseconds to seconds (a batch is up to FLOWLEDGER_BATCH_MAX_RECORDS commands).
+BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+Readiness = Callable[[], Mapping[str, Any]]
+
+
+def store_lag(app: FlowledgerApplication, views: Mapping[str, DocumentView]) -> dict[str, Any]:
+    """The notification head and how far behind it the relay and each projection are.
+
+    Positions are the followers' tracking rows in the shared store: the relay's row sits in
+    the same tracking table the views' recorders read, so this holds in every role's process.
+    A follower that never recorded a position is behind by the whole head.
+    """
+    head = app.recorder.max_notification_id() or 0
+    relay: int | None = None
+    projection_lag: dict[str, int] = {}
+    for name, view in views.items():
+        if relay is None:
+            relay = view.max_tracking_id(RELAY_NAME) or 0
+        projection_lag[name] = head - (view.position() or 0)
+    return {
+        "notification_head": head,
+        "relay_lag": None if relay is None else head - relay,
+        "projection_lag": projection_lag,
+    }
+
+
+class Metrics:
+    """Counters the roles update as they work, and gauges computed when scraped."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.commands = Counter(
+            "flowledger_commands",
+            "Commands answered on the replies topic, by outcome (one per delivery).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        for outcome in OUTCOMES:  # present at 0 from the start, so rates work at once
+            self.commands.labels(outcome)
+        self.batch_seconds = Histogram(
+            "flowledger_command_batch_seconds",
+            "Time to decide, store and answer one batch of commands.",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "flowledger_dead_letters",
+            "Records that could not be decoded, sent to the dead-letter topic.",
+            registry=self.registry,
+        )
+
+    def watch(self, readiness: Readiness) -> None:
+        """Reports kafka/store health and lags from `readiness` at each scrape."""
+        self.registry.register(_ReadinessCollector(readiness))
+
+    def count_replies(self, outcomes: Iterable[str]) -> None:
+        for outcome in outcomes:
+            self.commands.labels(outcome).inc()
+
+    def render(self) -> tuple[bytes, str]:
+        """Blocking (lags query the store): the text exposition and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _ReadinessCollector(Collector):
+    def __init__(self, readiness: Readiness) -> None:
+        self._readiness = readiness
+
+    def describe(self) -> list[Metric]:
+        return []  # computed on scrape: nothing to query at registration time
+
+    def collect(self) -> Iterable[Metric]:
+        report = self._readiness()
+        yield _gauge("flowledger_kafka_up", "1 when the Kafka client is running.", report["kafka"])
+        yield _gauge("flowledger_store_up", "1 when the event store answers.", report["store"])
+        if report.get("notification_head") is None:
+            return  # the store is down: no lag to tell
+        yield GaugeMetricFamily(
+            "flowledger_notification_head",
+            "Id of the last stored domain event (notification).",
+            value=report["notification_head"],
+        )
+        if report.get("relay_lag") is not None:
+            yield GaugeMetricFamily(
+                "flowledger_relay_lag",
+                "Stored events not yet published to the events topic.",
+                value=report["relay_lag"],
+            )
+        lag = GaugeMetricFamily(
+            "flowledger_projection_lag",
+            "Stored events not yet applied to a read model.",
+            labels=["projection"],
+        )
+        for name, value in sorted(report.get("projection_lag", {}).items()):
+            lag.add_metric([name], value)
+        yield lag
+
+
+def _gauge(name: str, documentation: str, status: str) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=1 if status == "ok" else 0)
