@@ -96,14 +96,15 @@ class CommandGateway:
                 key=command_key(command).encode(),
             )
             async with asyncio.timeout(self.timeout_s):
-                reply = await future
+                # Shielded: a timeout must not cancel the future, whose reply may still count.
+                reply = await asyncio.shield(future)
                 if reply.outcome != "rejected":
                     head = await asyncio.to_thread(self._head)
                     await self._projections_reach(head or 0)
             return command_id, reply
         except TimeoutError:
             # A rejection needs no projection, so it is answered even when they lag behind.
-            late = future.result() if future.done() else None
+            late = future.result() if future.done() and not future.cancelled() else None
             return command_id, late if late is not None and late.outcome == "rejected" else None
         finally:
             self._waiting.pop(command_id, None)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import httpx
+
+from services.bootstrap import Service
 
 V4 = "/client/v4/accounts"
 
@@ -137,3 +140,30 @@ async def test_onfido_validation_errors_use_onfidos_error_body(
     )
     assert response.status_code == 422
     assert response.json()["error"]["type"] == "validation_error"
+
+
+async def test_a_write_not_answered_in_time_is_202_with_its_command_id_and_still_happens(
+    service: Service, http: httpx.AsyncClient, new_id: str
+) -> None:
+    account, name = f"acc{new_id}", "orders"
+    await _workflow(http, account, name)
+    gateway = service.gateway
+    assert gateway is not None
+    gateway.timeout_s = 0.000_001  # nothing can be answered that fast
+    try:
+        response = await http.post(
+            f"{V4}/{account}/workflows/{name}/instances", json={"instance_id": f"late-{new_id}"}
+        )
+    finally:
+        gateway.timeout_s = service.settings.write_timeout_s
+    assert response.status_code == 202
+    body = response.json()
+    assert body["success"] is True and body["result"]["status"] == "pending"
+    uuid.UUID(body["result"]["command_id"])
+    # The command was published all the same: the instance appears once it is processed.
+    path = f"{V4}/{account}/workflows/{name}/instances/late-{new_id}"
+    for _ in range(200):
+        if (await http.get(path)).status_code == 200:
+            break
+        await asyncio.sleep(0.05)
+    assert (await http.get(path)).json()["result"]["status"] == "queued"
