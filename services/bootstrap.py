@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from aiokafka import AIOKafkaProducer
 from eventsourcing.persistence import IntegrityError, ProgrammingError
 from faststream.kafka import KafkaBroker
 
@@ -29,6 +30,7 @@ from services.roles.commands import register_commands_role
 from services.roles.follower import Wakeup, follow
 from services.roles.projections import Projection, ProjectionGroup, ReadModel
 from services.roles.relay import Relay
+from services.roles.sending import producer_for
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,7 @@ class Service:
     settings: Settings
     app: FlowledgerApplication
     broker: KafkaBroker
+    producer: AIOKafkaProducer
     views: dict[str, DocumentView]
     api: Any = None
     gateway: CommandGateway | None = None
@@ -113,6 +116,7 @@ class Service:
         if self.gateway is not None:
             await self.gateway.stop()
         await self.broker.stop()  # waits for the commands batch in flight and its commit
+        await self.producer.stop()  # after the batch in flight has sent its replies
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
@@ -130,12 +134,15 @@ async def start_service(
     views = await asyncio.to_thread(creating_schema, open_views, app)
     # Idempotent producer: a retried send cannot duplicate or reorder within a partition.
     broker = KafkaBroker(bootstrap_servers, enable_idempotence=True, logger=None)
-    service = Service(settings=settings, app=app, broker=broker, views=views)
+    producer = producer_for(bootstrap_servers)
+    await producer.start()
+    service = Service(settings=settings, app=app, broker=broker, producer=producer, views=views)
     service.metrics.watch(service.readiness)
     wakeup = Wakeup()
     if "commands" in roles:
         register_commands_role(
             broker,
+            producer,
             app,
             topics,
             settings.commands_group,
@@ -159,7 +166,7 @@ async def start_service(
 
     if "relay" in roles:
         tracking = await asyncio.to_thread(app.factory.tracking_recorder)
-        service.relay = Relay(app, broker, topics.events, tracking)
+        service.relay = Relay(app, producer, topics.events, tracking)
         spawn("relay", service.relay.position, service.relay.handle)
     if "projections" in roles:
         service.projections = [

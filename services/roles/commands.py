@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+from aiokafka import AIOKafkaProducer
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 
@@ -22,12 +23,14 @@ from contracts import topics as t
 from services.application.app import FlowledgerApplication
 from services.metrics import Metrics
 from services.roles.intake import Record, decode_records
+from services.roles.sending import Outgoing, send_all
 
 log = logging.getLogger(__name__)
 
 
 def register_commands_role(
     broker: KafkaBroker,
+    producer: AIOKafkaProducer,
     app: FlowledgerApplication,
     topics: t.Topics,
     group_id: str,
@@ -57,18 +60,19 @@ def register_commands_role(
         after_save()
         keys = [key for _, key in intake.commands]
         answers = [*zip(replies, keys, strict=True), *intake.replies]
-        sends: list[Any] = [_publish(broker, topics.replies, reply, key) for reply, key in answers]
+        encode = msgspec.json.encode
+        sends = [Outgoing(topics.replies, encode(reply), key) for reply, key in answers]
         sends += [
-            broker.publish(
-                dead.record.value or b"",
+            Outgoing(
                 topics.dead_letters,
-                key=dead.record.key,
-                headers={
-                    t.DLQ_REASON: dead.reason,
-                    t.DLQ_SOURCE_TOPIC: dead.record.topic,
-                    t.DLQ_SOURCE_PARTITION: str(dead.record.partition),
-                    t.DLQ_SOURCE_OFFSET: str(dead.record.offset),
-                },
+                dead.record.value or b"",
+                dead.record.key,
+                headers=(
+                    (t.DLQ_REASON, dead.reason.encode()),
+                    (t.DLQ_SOURCE_TOPIC, dead.record.topic.encode()),
+                    (t.DLQ_SOURCE_PARTITION, str(dead.record.partition).encode()),
+                    (t.DLQ_SOURCE_OFFSET, str(dead.record.offset).encode()),
+                ),
             )
             for dead in intake.dead_letters
         ]
@@ -85,7 +89,7 @@ def register_commands_role(
                     "offset": dead.record.offset,
                 },
             )
-        await asyncio.gather(*sends)
+        await send_all(producer, sends)
         # Counted once the broker confirmed them: what subscribers of the replies topic see.
         metrics.count_replies(reply.outcome for reply, _ in answers)
         metrics.dead_letters.inc(len(intake.dead_letters))
@@ -117,12 +121,3 @@ def _log_reply(reply: Any, key: bytes | None) -> None:
 
 def _text(key: bytes | None) -> str | None:
     return None if key is None else key.decode("utf-8", "replace")
-
-
-def _publish(broker: KafkaBroker, topic: str, reply: Any, key: bytes | None) -> Any:
-    return broker.publish(
-        msgspec.json.encode(reply),
-        topic,
-        key=key,
-        headers={"content-type": "application/json"},
-    )

@@ -11,13 +11,14 @@ import asyncio
 from collections.abc import Sequence
 
 import msgspec
+from aiokafka import AIOKafkaProducer
 from eventsourcing.persistence import Notification, Tracking, TrackingRecorder
-from faststream.kafka import KafkaBroker
 
 from contracts.events import InstanceEvent, LifecycleEvent
 from contracts.keys import instance_key, workflow_key
 from services.application.app import FlowledgerApplication
 from services.application.lifecycle import LifecycleTranslator
+from services.roles.sending import JSON_HEADERS, Outgoing, send_all
 
 RELAY_NAME = "relay"
 
@@ -32,12 +33,12 @@ class Relay:
     def __init__(
         self,
         app: FlowledgerApplication,
-        broker: KafkaBroker,
+        producer: AIOKafkaProducer,
         events_topic: str,
         tracking: TrackingRecorder,
     ) -> None:
         self._app = app
-        self._broker = broker
+        self._producer = producer
         self._topic = events_topic
         self._tracking = tracking
         self._translator = LifecycleTranslator(app.first_event)
@@ -56,16 +57,17 @@ class Relay:
 
     async def handle(self, notifications: Sequence[Notification]) -> None:
         events = await asyncio.to_thread(self._translate, notifications)
-        await asyncio.gather(
-            *(
-                self._broker.publish(
-                    msgspec.json.encode(event),
+        await send_all(
+            self._producer,
+            (
+                Outgoing(
                     self._topic,
-                    key=event_kafka_key(event).encode(),
-                    headers={"type": type(event).__name__, "content-type": "application/json"},
+                    msgspec.json.encode(event),
+                    event_kafka_key(event).encode(),
+                    headers=(("type", type(event).__name__.encode()), *JSON_HEADERS),
                 )
                 for event in events
-            )
+            ),
         )
         self.published += len(events)
         tracking = Tracking(RELAY_NAME, notifications[-1].id)
