@@ -32,7 +32,12 @@ class Settings(BaseSettings):
     state_dir: Path = Path(".flowledger")
     batch_max_records: int = Field(default=500, ge=1)
     aggregate_cache_size: int = Field(default=10_000, ge=0)
-    poll_interval_s: float = Field(default=0.25, gt=0)
+    poll_interval_s: float = Field(
+        default=0.05,
+        gt=0,
+        description="how often the relay and projections look for new events when no save in "
+        "their own process woke them (roles in separate processes)",
+    )
     write_timeout_s: float = Field(default=5.0, gt=0)
     public_url: str = Field(
         default="", description="base URL readers reach the api at; default http://host:port"
