@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -18,6 +18,18 @@ from services.api.gateway import CommandGateway
 from services.api.writes import StillPending
 
 
+def reject_nul_in_query(request: Request) -> None:
+    """A query value with a NUL can match nothing, and PostgreSQL cannot even compare one
+    (text holds no NUL): a filter with one is invalid input, answered 400/422, never a 500."""
+    bad = [
+        {"type": "value_error", "loc": ("query", key), "msg": "must not contain NUL (\\u0000)"}
+        for key, value in request.query_params.multi_items()
+        if "\x00" in key or "\x00" in value
+    ]
+    if bad:
+        raise RequestValidationError(bad)
+
+
 def create_api(
     *,
     tokens: dict[str, frozenset[str]],
@@ -27,7 +39,7 @@ def create_api(
     sdk_secret: str = "",
     readiness: Callable[[], dict[str, Any]],
 ) -> FastAPI:
-    api = FastAPI(title="Flowledger", version="0.1.0")
+    api = FastAPI(title="Flowledger", version="0.1.0", dependencies=[Depends(reject_nul_in_query)])
     api.state.tokens = tokens
     api.state.views = views
     api.state.gateway = gateway
