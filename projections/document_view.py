@@ -170,18 +170,27 @@ class DocumentView(TrackingRecorder):
         current = self._position_in(cursor)
         if current != expected:
             raise ViewMoved(f"view {self.view_name} is at {current}, not {expected}")
-        upsert = (
+        values = [self.row_values(r) for r in rows]
+        if values:
+            cursor.executemany(self.upsert_statement(), values)
+        self._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]
+
+    def upsert_statement(self) -> str:
+        return (
             f"INSERT INTO {self.table} (key, account_id, workflow_name, status, created_at, doc) "
             f"VALUES ({', '.join([self.ph] * 6)}) ON CONFLICT (key) DO UPDATE SET "
             "status = excluded.status, doc = excluded.doc"
         )
-        values = [
-            [r.key, r.account_id, r.workflow_name, r.status, r.created_at, _encode(r.doc).decode()]
-            for r in rows
+
+    def row_values(self, r: Row) -> list[Any]:
+        return [
+            r.key,
+            r.account_id,
+            r.workflow_name,
+            r.status,
+            r.created_at,
+            _encode(r.doc).decode(),
         ]
-        if values:
-            cursor.executemany(upsert, values)
-        self._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]
 
     def _position_in(self, cursor: Any) -> int | None:
         cursor.execute(
@@ -241,16 +250,47 @@ class SQLiteDocumentView(DocumentView, SQLiteTrackingRecorder):
 class PostgresDocumentView(DocumentView, PostgresTrackingRecorder):
     ph = "%s"
 
+    """Filters read `attrs`, a jsonb of the document's top-level text fields, not the document:
+    jsonb cannot hold NUL (U+0000), which any JSON a client sends may contain, so casting the
+    whole document would let one such document break every filtered list of its account."""
+
     def json_text(self, field: str) -> str:
-        return f"(doc::jsonb ->> '{_safe_field(field)}')"
+        return f"(attrs ->> '{_safe_field(field)}')"
 
     def json_list_contains(self, field: str) -> str:
-        return f"(doc::jsonb -> '{_safe_field(field)}') @> jsonb_build_array(%s::text)"
+        return f"(attrs -> '{_safe_field(field)}') @> jsonb_build_array(%s::text)"
 
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
         self.tracking_table = self.tracking_table_name
-        self.sql_create_statements.extend(SQL(s) for s in self.view_statements())  # type: ignore[arg-type,misc]
+        statements = [
+            *self.view_statements(),
+            f"ALTER TABLE {self.table} "
+            "ADD COLUMN IF NOT EXISTS attrs jsonb NOT NULL DEFAULT '{}'",
+        ]
+        self.sql_create_statements.extend(SQL(s) for s in statements)  # type: ignore[arg-type,misc]
+
+    def upsert_statement(self) -> str:
+        return (
+            f"INSERT INTO {self.table} "
+            "(key, account_id, workflow_name, status, created_at, doc, attrs) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb) ON CONFLICT (key) DO UPDATE SET "
+            "status = excluded.status, doc = excluded.doc, attrs = excluded.attrs"
+        )
+
+    def row_values(self, r: Row) -> list[Any]:
+        return [*super().row_values(r), _encode(_filterable(r.doc)).decode()]
+
+
+def _filterable(doc: dict[str, Any]) -> dict[str, Any]:
+    """The top-level text and list-of-text fields, NUL removed (jsonb cannot store it)."""
+    attrs: dict[str, Any] = {}
+    for name, value in doc.items():
+        if isinstance(value, str):
+            attrs[name] = value.replace("\x00", "")
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            attrs[name] = [v.replace("\x00", "") for v in value]
+    return attrs
 
 
 def open_view(factory: InfrastructureFactory[Any], view_name: str) -> DocumentView:

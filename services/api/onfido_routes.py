@@ -82,6 +82,7 @@ class WorkflowRunCreate(BaseModel):
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": OnfidoErrorBody, "description": text}
     for status, text in {
+        400: "the body is not JSON",
         401: "missing or unknown token",
         404: "no such workflow run (or not visible to this token)",
         422: "invalid request",
