@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from projections.document_view import DocumentView
-from services.api import cloudflare_routes, onfido_routes, run_routes, workflow_routes
+from services.api import cloudflare_routes, onfido_routes, ops_routes, run_routes, workflow_routes
 from services.api.envelope import http_error, still_pending, validation_error
 from services.api.gateway import CommandGateway
 from services.api.writes import StillPending
@@ -53,6 +53,7 @@ def create_api(
     api.include_router(cloudflare_routes.router)
     api.include_router(onfido_routes.router)
     api.include_router(run_routes.router)
+    api.include_router(ops_routes.router)  # /metrics, unauthenticated like the probes
 
     @api.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

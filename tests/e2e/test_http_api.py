@@ -167,3 +167,17 @@ async def test_a_write_not_answered_in_time_is_202_with_its_command_id_and_still
             break
         await asyncio.sleep(0.05)
     assert (await http.get(path)).json()["result"]["status"] == "queued"
+
+
+async def test_the_api_port_serves_metrics_that_count_its_writes(
+    http: httpx.AsyncClient, new_id: str
+) -> None:
+    await _workflow(http, f"acc{new_id}", "orders")
+    metrics = await http.get("/metrics", headers={"Authorization": ""})
+    assert metrics.status_code == 200
+    accepted = [
+        line
+        for line in metrics.text.splitlines()
+        if line.startswith("flowledger_commands_total") and 'outcome="accepted"' in line
+    ]
+    assert accepted and float(accepted[0].rsplit(" ", 1)[1]) >= 1

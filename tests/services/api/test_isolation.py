@@ -26,7 +26,15 @@ from contracts.keys import instance_global_id
 from tests.fixtures.live_server import LiveServer, register_workflow
 from tests.fixtures.service import KafkaClient
 
-PUBLIC = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/healthz", "/readyz"}
+PUBLIC = {
+    "/openapi.json",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+}
 CF = "/client/v4/accounts/{account_id}/workflows"
 
 
