@@ -28,7 +28,13 @@ from typing import Any
 
 from contracts import events as ev
 from contracts.keys import instance_global_id
-from projections.instance_status import TERMINAL, instance_doc_key, is_stale, next_status
+from projections.instance_status import (
+    TERMINAL,
+    instance_doc_key,
+    is_stale,
+    next_status,
+    query_columns,
+)
 from projections.timestamps import iso, parse
 
 VIEW_NAME = "agent_runs"
@@ -102,11 +108,7 @@ def new_document(event: ev.InstanceCreated) -> dict[str, Any]:
     meta = event.metadata
     at = iso(event.occurred_at)
     return {
-        "id": event.global_id,
-        "account_id": event.account_id,
-        "workflow_name": event.workflow_name,
-        "created_on": at,
-        "version": event.version,
+        **query_columns(event),
         "workspaceId": meta.get("workspace_id") or event.account_id,
         "subjectId": meta.get("subject_id") or f"wf_{event.workflow_name}",
         "parentRunId": _parent_run_id(event),

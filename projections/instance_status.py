@@ -10,6 +10,7 @@ from typing import Any, Final
 
 from contracts import events as ev
 from contracts.keys import instance_global_id
+from projections.timestamps import iso
 
 TERMINAL: Final = frozenset({"complete", "errored", "terminated"})
 
@@ -19,6 +20,17 @@ def instance_doc_key(event: ev.LifecycleEvent) -> str | None:
     if not isinstance(event, ev.InstanceEvent):
         return None
     return str(instance_global_id(event.account_id, event.workflow_name, event.instance_id))
+
+
+def query_columns(event: ev.InstanceCreated) -> dict[str, Any]:
+    """The fields every instance document carries for the view's key, queries and dedupe."""
+    return {
+        "id": event.global_id,
+        "account_id": event.account_id,
+        "workflow_name": event.workflow_name,
+        "created_on": iso(event.occurred_at),
+        "version": event.version,
+    }
 
 
 def is_stale(doc: dict[str, Any] | None, event: ev.LifecycleEvent) -> bool:

@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from contracts import events as ev
-from projections.instance_status import instance_doc_key, is_stale, next_status
+from projections.instance_status import instance_doc_key, is_stale, next_status, query_columns
 from projections.timestamps import iso
 
 VIEW_NAME = "onfido_runs"
@@ -88,11 +88,7 @@ def new_document(event: ev.InstanceCreated) -> dict[str, Any]:
     meta = event.metadata
     at = iso(event.occurred_at)
     return {
-        "id": event.global_id,
-        "account_id": event.account_id,
-        "workflow_name": event.workflow_name,
-        "created_on": at,
-        "version": event.version,
+        **query_columns(event),
         "applicant_id": meta.get("applicant_id") or NO_APPLICANT,
         "workflow_id": event.workflow_id,
         "workflow_version_id": event.workflow_version,

@@ -24,7 +24,13 @@ from __future__ import annotations
 from typing import Any
 
 from contracts import events as ev
-from projections.instance_status import TERMINAL, instance_doc_key, is_stale, next_status
+from projections.instance_status import (
+    TERMINAL,
+    instance_doc_key,
+    is_stale,
+    next_status,
+    query_columns,
+)
 from projections.timestamps import iso
 
 VIEW_NAME = "staged_instances"
@@ -37,11 +43,7 @@ def key_of(event: ev.LifecycleEvent) -> str | None:
 def new_document(event: ev.InstanceCreated) -> dict[str, Any]:
     at = iso(event.occurred_at)
     return {
-        "id": event.global_id,
-        "account_id": event.account_id,
-        "workflow_name": event.workflow_name,
-        "created_on": at,
-        "version": event.version,
+        **query_columns(event),
         "status": "queued",
         "terminated": False,
         "terminatedAt": None,
