@@ -169,8 +169,10 @@ async def start_service(
         service.relay = Relay(app, producer, topics.events, tracking)
         spawn("relay", service.relay.position, service.relay.handle)
     if "projections" in roles:
+        skips = service.metrics.projection_skips
         service.projections = [
-            Projection(app, views[name], model) for name, model in READ_MODELS.items()
+            Projection(app, views[name], model, on_skip=skips.labels(name).inc)
+            for name, model in READ_MODELS.items()
         ]
         group = ProjectionGroup(app, service.projections)
         spawn("projections", group.position, group.handle)

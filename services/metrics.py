@@ -71,6 +71,12 @@ class Metrics:
             "Records that could not be decoded, sent to the dead-letter topic.",
             registry=self.registry,
         )
+        self.projection_skips = Counter(
+            "flowledger_projection_skipped_events",
+            "Events a read model's fold failed on (a bug): skipped, logged, fixed by a rebuild.",
+            ["projection"],
+            registry=self.registry,
+        )
 
     def watch(self, readiness: Readiness) -> None:
         """Reports kafka/store health and lags from `readiness` at each scrape."""

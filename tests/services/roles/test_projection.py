@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from contracts import commands as c
+from contracts.events import LifecycleEvent
 from projections import cloudflare_instance
-from projections.document_view import ViewMoved, open_view
+from projections.document_view import Query, ViewMoved, open_view
 from services.bootstrap import build_application
 from services.roles.projections import Projection, rebuild
 from services.settings import Settings
@@ -56,5 +58,40 @@ def test_a_projection_rebuilt_under_it_refuses_its_stale_write_then_carries_on(
             stale.process(later)  # it read its documents before the swap: must not write
         assert live.position() == rebuilt
         assert stale.catch_up() == 0  # re-reads the position: nothing left to fold
+    finally:
+        app.close()
+
+
+def test_a_fold_that_fails_on_one_event_skips_it_counts_it_and_keeps_the_rest(
+    store_url: str, new_id: str
+) -> None:
+    app = build_application(Settings(store=store_url))
+    name = f"cf{new_id}"
+
+    def apply(doc: dict[str, Any] | None, event: LifecycleEvent) -> dict[str, Any] | None:
+        if getattr(event, "instance_id", None) == "poison":
+            raise ValueError("a bug in this fold")
+        return cloudflare_instance.apply(doc, event)
+
+    model = type("Model", (), {})()
+    model.VIEW_NAME = name
+    model.apply = apply
+    model.key_of = cloudflare_instance.key_of
+    skipped: list[int] = []
+    view = open_view(app.factory, name)
+    projection = Projection(app, view, model, on_skip=lambda: skipped.append(1))
+    try:
+        account = f"acc{new_id}"
+        register = c.RegisterWorkflow(
+            command_id=str(uuid.uuid4()), account_id=account, workflow_name="wf"
+        )
+        app.handle([register, _create(account, "poison"), _create(account, "fine")], NOW)
+
+        projection.catch_up()
+
+        assert skipped == [1]
+        assert view.position() == app.recorder.max_notification_id()
+        found = {d["id"] for d in view.find(Query(account_id=account))}
+        assert found == {"fine"}
     finally:
         app.close()
