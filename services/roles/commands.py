@@ -46,6 +46,9 @@ def register_commands_role(
         group_id=group_id,
         batch=True,
         max_records=max_records,
+        # FastStream sleeps this long again after an empty poll: its 200 ms default added up
+        # to 400 ms to a command arriving at a quiet moment. A busy poll returns at once anyway.
+        batch_timeout_ms=10,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
     )
