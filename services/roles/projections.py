@@ -17,7 +17,7 @@ from eventsourcing.persistence import Notification, Tracking
 from contracts.events import LifecycleEvent
 from projections.document_view import DocumentView, Row, ViewMoved
 from services.application.app import FlowledgerApplication
-from services.application.lifecycle import LifecycleTranslator
+from services.application.lifecycle import LifecycleTranslator, is_lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class ProjectionGroup:
         """Blocking: run it off the event loop."""
         events = [
             (n.id, event)
-            for n in notifications
+            for n in filter(is_lifecycle, notifications)
             if (event := self._translator.translate(self._app.mapper.to_domain_event(n)))
             is not None
         ]

@@ -17,7 +17,7 @@ from eventsourcing.persistence import Notification, Tracking, TrackingRecorder
 from contracts.events import InstanceEvent, LifecycleEvent
 from contracts.keys import instance_key, workflow_key
 from services.application.app import FlowledgerApplication
-from services.application.lifecycle import LifecycleTranslator
+from services.application.lifecycle import LifecycleTranslator, is_lifecycle
 from services.roles.sending import JSON_HEADERS, Outgoing, send_all
 
 RELAY_NAME = "relay"
@@ -49,7 +49,7 @@ class Relay:
 
     def _translate(self, notifications: Sequence[Notification]) -> list[LifecycleEvent]:
         out = []
-        for notification in notifications:
+        for notification in filter(is_lifecycle, notifications):
             event = self._translator.translate(self._app.mapper.to_domain_event(notification))
             if event is not None:
                 out.append(event)
