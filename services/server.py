@@ -131,6 +131,10 @@ def _banner(settings: Settings, bootstrap: str, roles: tuple[str, ...]) -> None:
         lines += [f"  http:       {url}  (health: {url}/healthz)"]
         for token, accounts in settings.tokens().items():
             lines += [f"  token:      {token}  (accounts: {', '.join(sorted(accounts))})"]
+        lines += [
+            f'  sdks:       Cloudflare(api_token=..., base_url="{url}/client/v4"); '
+            f'onfido Configuration(api_token=..., host="{url}/v3.6")',
+        ]
     elif settings.ops_port is not None:
         lines += [f"  ops:        http://{settings.http_host}:{settings.ops_port}/metrics"]
     lines += [
