@@ -255,9 +255,11 @@ class WorkflowInstance(Aggregate):
     ) -> None:
         step = self.run.steps[-1]
         step.attempt_in_flight = False
-        if retry_delay_ms is not None and self.status == st.RUNNING:
+        if retry_delay_ms is not None:
+            # Also while a pause is pending: the back-off is waited out after the pause.
             step.backing_off = True
-            self.status = st.WAITING
+            if self.status == st.RUNNING:
+                self.status = st.WAITING
 
     def end_step(
         self,
@@ -342,12 +344,24 @@ class WorkflowInstance(Aggregate):
 
     def acknowledge_pause(self, *, command_id: str, at: datetime) -> None:
         self._require({st.WAITING_FOR_PAUSE}, "acknowledge a pause")
+        step = self._open_step()
+        if step is not None and step.attempt_in_flight:
+            raise StepMismatch(
+                f"attempt {step.attempts} of {step.name!r} is still in flight: "
+                "acknowledge the pause at the step boundary, after EndAttempt"
+            )
         self._pause_acknowledged(command_id=command_id, at=at)
 
     @event("PauseAcknowledged")
     def _pause_acknowledged(self, *, command_id: str, at: datetime) -> None:
-        self.resume_to = st.RUNNING
+        self.resume_to = self._running_or_backing_off()
         self.status = st.PAUSED
+
+    def _running_or_backing_off(self) -> str:
+        """Where a withdrawn or acknowledged pause returns to: a retry back-off that began
+        while the pause was pending is still to be waited out."""
+        step = self._open_step()
+        return st.WAITING if step is not None and step.backing_off else st.RUNNING
 
     def complete_run(
         self,
@@ -491,7 +505,9 @@ class WorkflowInstance(Aggregate):
                 )
             return True
         if self.status == st.WAITING_FOR_PAUSE:
-            self._instance_resumed(status=st.RUNNING, command_id=command_id, at=at)
+            self._instance_resumed(
+                status=self._running_or_backing_off(), command_id=command_id, at=at
+            )
             return True
         return False
 
@@ -503,8 +519,10 @@ class WorkflowInstance(Aggregate):
     def terminate(self, *, rollback: bool, command_id: str, at: datetime) -> None:
         if self.is_terminal:
             raise CannotTerminate(f"the instance is already {self.status}; only restart leaves it")
-        if self.status == st.ROLLING_BACK:
-            raise CannotTerminate("the instance is already being terminated (rolling back)")
+        if self.status == st.ROLLING_BACK and rollback:
+            raise CannotTerminate(
+                "the instance is already rolling back; terminate without rollback to stop it"
+            )
         self._instance_terminated(rollback=rollback, command_id=command_id, at=at)
 
     @event("InstanceTerminated")

@@ -457,11 +457,29 @@ def test_resume_of_waiting_for_pause_withdraws_the_pause() -> None:
     assert i.status == st.RUNNING
 
 
-def test_failed_attempt_while_waiting_for_pause_does_not_back_off() -> None:
+def test_back_off_begun_while_a_pause_is_pending_is_waited_out_after_the_pause() -> None:
     i = waiting_for_pause()
     end_attempt(i, "s", success=False)
     assert i.status == st.WAITING_FOR_PAUSE
-    assert not i.run.steps[-1].backing_off
+    acknowledge_pause(i)
+    assert i.status == st.PAUSED
+    resume(i)
+    assert i.status == st.WAITING
+    end_sleep(i)
+    assert i.status == st.RUNNING
+    assert event_names(i)[-1] == "BackoffEnded"
+
+
+def test_withdrawn_pause_returns_to_a_back_off_begun_meanwhile() -> None:
+    i = waiting_for_pause()
+    end_attempt(i, "s", success=False)
+    resume(i)
+    assert i.status == st.WAITING
+
+
+def test_acknowledge_pause_while_an_attempt_is_in_flight_is_rejected() -> None:
+    i = waiting_for_pause()
+    assert_rejected(i, StepMismatch, MISMATCH, lambda: acknowledge_pause(i))
 
 
 @pytest.mark.parametrize("state", ["running", "queued", "paused", "complete"])
@@ -527,9 +545,18 @@ def test_terminate_of_finished_instance_is_rejected(state: str) -> None:
     )
 
 
-def test_terminate_while_rolling_back_is_rejected() -> None:
+def test_terminate_while_rolling_back_stops_the_rollback() -> None:
     i = rolling_back()
-    assert_rejected(i, CannotTerminate, "instance.cannot_terminate", lambda: terminate(i))
+    terminate(i)
+    assert i.status == st.TERMINATED
+    assert_rejected(i, InvalidTransition, INVALID, lambda: end_rollback(i))
+
+
+def test_a_second_rollback_while_rolling_back_is_rejected() -> None:
+    i = rolling_back()
+    assert_rejected(
+        i, CannotTerminate, "instance.cannot_terminate", lambda: terminate(i, rollback=True)
+    )
 
 
 @pytest.mark.parametrize("state", [n for n in BUILDERS if n != "rollingBack"])
