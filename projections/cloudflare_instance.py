@@ -260,8 +260,18 @@ def get_response(doc: dict[str, Any]) -> dict[str, Any]:
     return response
 
 
+# Seed 002's step shapes; a step's error lives in its attempts (kept in the document for the
+# step route), the count and event type only tell repeated names and waits apart.
+STEP_FIELDS = {
+    "step": ("attempts", "config", "end", "name", "output", "start", "success", "type"),
+    "sleep": ("end", "error", "finished", "name", "start", "type"),
+    "waitForEvent": ("end", "error", "finished", "name", "output", "start", "type"),
+    "termination": ("trigger", "type"),
+}
+
+
 def _public_step(step: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in step.items() if k not in ("count", "event_type")}
+    return {k: step[k] for k in STEP_FIELDS[step["type"]] if k in step}
 
 
 def list_item(doc: dict[str, Any]) -> dict[str, Any]:

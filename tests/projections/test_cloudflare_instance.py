@@ -108,3 +108,51 @@ def test_instance_events_are_keyed_by_global_id_and_workflow_events_are_not_ours
         version_id=str(uuid.uuid4()),
     )
     assert cf.key_of(registered) is None
+
+
+def test_steps_of_every_kind_carry_exactly_the_seed_fields() -> None:
+    iid = f"i-{uuid.uuid4().hex[:8]}"
+    failed = ev.ErrorData(name="E", message="boom")
+    doc = _fold(
+        [
+            _created(iid),
+            ev.RunStarted(**_common(iid, 2)),  # type: ignore[arg-type]
+            ev.StepBegan(**_common(iid, 3), name="s", step_type="step", count=1),  # type: ignore[arg-type]
+            ev.AttemptBegan(**_common(iid, 4), name="s", attempt=1),  # type: ignore[arg-type]
+            ev.AttemptEnded(**_common(iid, 5), name="s", attempt=1, success=False, error=failed),  # type: ignore[arg-type]
+            ev.StepEnded(
+                **_common(iid, 6), name="s", step_type="step", success=False, error=failed
+            ),  # type: ignore[arg-type]
+            ev.StepBegan(**_common(iid, 7), name="nap", step_type="sleep", count=1, sleep_ms=5),  # type: ignore[arg-type]
+            ev.StepEnded(**_common(iid, 8), name="nap", step_type="sleep", success=True),  # type: ignore[arg-type]
+            ev.StepBegan(
+                **_common(iid, 9), name="w", step_type="waitForEvent", count=1, event_type="go"
+            ),  # type: ignore[arg-type]
+            ev.EventReceived(**_common(iid, 10), event_type="go", payload={"ok": 1}),  # type: ignore[arg-type]
+            ev.EventDelivered(**_common(iid, 11), event_type="go", payload={"ok": 1}),  # type: ignore[arg-type]
+            ev.InstanceTerminated(**_common(iid, 12), rollback=False),  # type: ignore[arg-type]
+        ]
+    )
+    steps = cf.get_response(doc)["steps"]
+    assert [s["type"] for s in steps] == ["step", "sleep", "waitForEvent", "termination"]
+    assert set(steps[0]) == {
+        "attempts",
+        "config",
+        "end",
+        "name",
+        "output",
+        "start",
+        "success",
+        "type",
+    }
+    assert set(steps[1]) == {"end", "error", "finished", "name", "start", "type"}
+    assert set(steps[2]) == {"end", "error", "finished", "name", "output", "start", "type"}
+    assert steps[3] == {"trigger": {"source": "api"}, "type": "termination"}
+    assert steps[0]["attempts"][0]["error"] == {"name": "E", "message": "boom"}
+    assert steps[2]["output"] == {"ok": 1} and steps[2]["finished"] is True
+    # The step route still tells why the step failed.
+    assert cf.step_response(doc, "s", "step", None) == {
+        "error": {"name": "E", "message": "boom"},
+        "status": "errored",
+        "output": None,
+    }
