@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from eventsourcing.persistence import Notification, Tracking
 
-from contracts.events import LifecycleEvent
+from contracts.events import InstanceCreated, LifecycleEvent
 from projections.document_view import DocumentView, Row, ViewMoved
 from services.application.app import FlowledgerApplication
 from services.application.lifecycle import LifecycleTranslator, is_lifecycle
@@ -76,7 +76,14 @@ class Projection:
             if notification_id > after and (key := self._key_of(event)) is not None
         ]
         touched = sorted({key for key, _ in keyed})
-        docs = self.view.get_many(touched)
+        # A document whose first event here is its creation cannot exist yet: in a stream of
+        # creates that spares the view's read of the whole batch.
+        first: dict[str, LifecycleEvent] = {}
+        for key, event in keyed:
+            first.setdefault(key, event)
+        docs = self.view.get_many(
+            [key for key in touched if not isinstance(first[key], InstanceCreated)]
+        )
         for key, event in keyed:
             try:
                 doc = self._apply(docs.get(key), event)
