@@ -26,7 +26,6 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts import commands as c
@@ -36,7 +35,7 @@ from services.application.app import FlowledgerApplication
 from services.bootstrap import build_application, open_views
 from services.infra.kafka_local import ensure_topics
 from services.settings import Settings
-from tests.fixtures.service import TOKEN, KafkaClient, make_settings
+from tests.fixtures.service import TOKEN, KafkaClient, kafka_client, make_settings
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
@@ -198,34 +197,19 @@ class Cluster:
 
 
 @asynccontextmanager
-async def kafka_client(bootstrap: str, settings: Settings) -> AsyncIterator[KafkaClient]:
-    """A producer and a consumer of replies, events and dead letters, for processes to serve."""
+async def process_client(settings: Settings, bootstrap: str) -> AsyncIterator[KafkaClient]:
+    """The fixtures' Kafka client, for services that run as processes started later."""
     # The consumer subscribes before any role has started: declare the topics the way the
     # roles will (same partition count), so it does not race them into auto-creation.
     await ensure_topics(bootstrap, dict.fromkeys(settings.topics.all(), settings.partitions))
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
-    topics = settings.topics
-    consumer = AIOKafkaConsumer(
-        topics.replies,
-        topics.events,
-        topics.dead_letters,
-        bootstrap_servers=bootstrap,
-        group_id="test-" + uuid.uuid4().hex,
-        auto_offset_reset="earliest",
-    )
-    await producer.start()
-    await consumer.start()
-    try:
-        yield KafkaClient(settings, producer, consumer)
-    finally:
-        await producer.stop()
-        await consumer.stop()
+    async with kafka_client(settings, bootstrap) as client:
+        yield client
 
 
 @pytest.fixture
 async def client(kafka_bootstrap: str, postgres_dsn: str) -> AsyncIterator[KafkaClient]:
     settings = make_settings(postgres_dsn).model_copy(update={"partitions": 4})
-    async with kafka_client(kafka_bootstrap, settings) as kafka:
+    async with process_client(settings, kafka_bootstrap) as kafka:
         yield kafka
 
 

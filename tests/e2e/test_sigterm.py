@@ -26,7 +26,7 @@ from tests.e2e.test_processes import (
     Cluster,
     collect_until,
     create,
-    kafka_client,
+    process_client,
     register,
     wait_for_members,
 )
@@ -39,7 +39,7 @@ COMMANDS = 300
 
 @pytest.fixture
 async def client(kafka_bootstrap: str, store_url: str) -> AsyncIterator[KafkaClient]:
-    async with kafka_client(kafka_bootstrap, make_settings(store_url)) as kafka:
+    async with process_client(make_settings(store_url), kafka_bootstrap) as kafka:
         yield kafka
 
 
