@@ -263,12 +263,14 @@ class PostgresDocumentView(DocumentView, PostgresTrackingRecorder):
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
         self.tracking_table = self.tracking_table_name
-        statements = [
-            *self.view_statements(),
-            f"ALTER TABLE {self.table} "
-            "ADD COLUMN IF NOT EXISTS attrs jsonb NOT NULL DEFAULT '{}'",
-        ]
-        self.sql_create_statements.extend(SQL(s) for s in statements)  # type: ignore[arg-type,misc]
+        self.sql_create_statements.extend(SQL(s) for s in self.view_statements())  # type: ignore[arg-type,misc]
+
+    def view_statements(self) -> list[str]:
+        # `attrs` is declared with the table: an ALTER TABLE at every start would take an
+        # exclusive lock on a view that a running projections process is writing.
+        create, *indexes = super().view_statements()
+        attrs = ", attrs jsonb NOT NULL DEFAULT '{}')"
+        return [create.removesuffix(")") + attrs, *indexes]
 
     def upsert_statement(self) -> str:
         return (

@@ -8,14 +8,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from eventsourcing.persistence import IntegrityError, ProgrammingError
+from eventsourcing.persistence import TrackingRecorder
 from faststream.kafka import KafkaBroker
 
 from projections import agent_run, cloudflare_instance, onfido_run, staged_instance, workflows
@@ -32,10 +30,9 @@ from services.roles.projections import Projection, ProjectionGroup, ReadModel
 from services.roles.relay import Relay
 from services.roles.sending import producer_for
 from services.settings import Settings
+from services.store.schema_lock import schema_lock
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-R = TypeVar("R")
 
 ROLES = ("commands", "relay", "projections", "api")
 DRAIN_TIMEOUT_S = 15.0  # as FastStream's graceful_timeout for the commands batch in flight
@@ -58,19 +55,21 @@ def open_views(app: FlowledgerApplication) -> dict[str, DocumentView]:
     return {name: open_view(app.factory, name) for name in READ_MODELS}
 
 
-def creating_schema(make: Callable[[T], R], arg: T, attempts: int = 5) -> R:
-    """Roles started together (e.g. by compose) race on PostgreSQL's CREATE ... IF NOT EXISTS,
-    whose loser fails on a catalog unique index (IntegrityError) or with "already exists"
-    (ProgrammingError); the objects then exist, so trying again works."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return make(arg)
-        except (IntegrityError, ProgrammingError):
-            if attempt == attempts:
-                raise
-            log.info("store schema created concurrently by another process; retrying")
-            time.sleep(0.1 * attempt)
-    raise AssertionError("unreachable")
+@dataclass
+class Store:
+    """The event store, the read models and the relay's tracking table, schema in place."""
+
+    app: FlowledgerApplication
+    views: dict[str, DocumentView]
+    relay_tracking: TrackingRecorder
+
+
+def open_store(settings: Settings) -> Store:
+    """Creates every table this process may use while holding the schema lock, so roles
+    started in the same instant take turns instead of racing on the catalog."""
+    with schema_lock(settings.store):
+        app = build_application(settings)
+        return Store(app, open_views(app), app.factory.tracking_recorder())
 
 
 @dataclass
@@ -130,8 +129,8 @@ async def start_service(
 ) -> Service:
     topics = settings.topics
     await ensure_topics(bootstrap_servers, dict.fromkeys(topics.all(), settings.partitions))
-    app = await asyncio.to_thread(creating_schema, build_application, settings)
-    views = await asyncio.to_thread(creating_schema, open_views, app)
+    store = await asyncio.to_thread(open_store, settings)
+    app, views = store.app, store.views
     # Idempotent producer: a retried send cannot duplicate or reorder within a partition.
     broker = KafkaBroker(bootstrap_servers, enable_idempotence=True, logger=None)
     producer = producer_for(bootstrap_servers)
@@ -165,8 +164,7 @@ async def start_service(
         service.tasks.append(asyncio.create_task(coroutine, name=name))
 
     if "relay" in roles:
-        tracking = await asyncio.to_thread(app.factory.tracking_recorder)
-        service.relay = Relay(app, producer, topics.events, tracking)
+        service.relay = Relay(app, producer, topics.events, store.relay_tracking)
         spawn("relay", service.relay.position, service.relay.handle)
     if "projections" in roles:
         skips = service.metrics.projection_skips

@@ -74,17 +74,20 @@ def _rebuild(settings: Settings, name: str | None) -> int:
     from projections.document_view import open_view
     from services.bootstrap import READ_MODELS, build_application
     from services.roles.projections import rebuild
+    from services.store.schema_lock import schema_lock
 
     if name is not None and name not in READ_MODELS:
         print(
             f"error: no read model {name!r}; choose from {', '.join(READ_MODELS)}", file=sys.stderr
         )
         return 2
-    app = build_application(settings)
+    with schema_lock(settings.store):
+        app = build_application(settings)
     try:
         for view_name in [name] if name else list(READ_MODELS):
-            live = open_view(app.factory, view_name)
-            shadow = open_view(app.factory, f"{view_name}__rebuild")
+            with schema_lock(settings.store):
+                live = open_view(app.factory, view_name)
+                shadow = open_view(app.factory, f"{view_name}__rebuild")
             applied = rebuild(app, live, shadow, READ_MODELS[view_name])
             print(f"rebuilt {view_name} from {applied} notifications")
     finally:
