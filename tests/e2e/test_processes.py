@@ -10,200 +10,38 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts import commands as c
 from projections import cloudflare_instance
 from projections.document_view import Query
 from services.application.app import FlowledgerApplication
 from services.bootstrap import build_application, open_views
-from services.infra.kafka_local import ensure_topics
 from services.settings import Settings
-from tests.fixtures.service import TOKEN, KafkaClient, kafka_client, make_settings
+from tests.fixtures.deadline import DEADLINE_S
+from tests.fixtures.processes import (
+    Cluster,
+    collect_until,
+    free_port,
+    process_client,
+    until,
+    wait_for_members,
+)
+from tests.fixtures.service import TOKEN, KafkaClient, make_settings
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
-FLOWLEDGER = Path(sys.executable).parent / "flowledger"
-READY_LINE = "Flowledger is running"
 CHUNK = 20
 BURST = 120
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def role_env(settings: Settings, bootstrap: str, **extra: str) -> dict[str, str]:
-    """Only environment variables, as a container would get them."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWLEDGER_")}
-    env.update(
-        FLOWLEDGER_KAFKA_BOOTSTRAP=bootstrap,
-        FLOWLEDGER_STORE=settings.store,
-        FLOWLEDGER_TOPIC_PREFIX=settings.topic_prefix,
-        FLOWLEDGER_PARTITIONS=str(settings.partitions),
-        FLOWLEDGER_API_TOKENS=settings.api_tokens,
-        FLOWLEDGER_POLL_INTERVAL_S=str(settings.poll_interval_s),
-        **extra,
-    )
-    return env
-
-
-@dataclass
-class RoleProcess:
-    """One `flowledger serve --role X` process; its output goes to a log file."""
-
-    role: str
-    env: dict[str, str]
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-    starts: int = 0
-
-    def start(self) -> None:
-        self.starts += 1
-        with self.log_path.open("ab") as log:
-            log.write(f"\n=== start #{self.starts} ===\n".encode())
-            self.proc = subprocess.Popen(
-                [str(FLOWLEDGER), "serve", "--role", self.role],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def signal(self, sig: signal.Signals) -> None:
-        assert self.proc is not None and self.proc.poll() is None, f"{self.role} is not running"
-        os.kill(self.proc.pid, sig)
-
-    def kill9(self) -> None:
-        self.signal(signal.SIGKILL)
-        assert self.proc is not None
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> int | None:
-        """SIGTERM, and SIGKILL if it does not exit; the exit code."""
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        os.kill(self.proc.pid, signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(timeout=30)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    async def running(self, limit_s: float = 60) -> None:
-        """Until this start printed its banner (topics declared, store schema created)."""
-        await until(
-            lambda: self.output().count(READY_LINE) >= self.starts,
-            f"{self.role} did not start:\n{self.output()[-3000:]}",
-            limit_s,
-            check=self.alive,
-        )
-
-    def alive(self) -> None:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"{self.role} exited {self.proc.returncode}:\n{self.output()}")
-
-
-async def until(
-    condition: Callable[[], Any],
-    message: str,
-    limit_s: float,
-    check: Callable[[], None] = lambda: None,
-) -> None:
-    """Polls `condition` until it holds; a deadline, not a timing assertion."""
-    deadline = asyncio.get_running_loop().time() + limit_s
-    while not condition():
-        check()
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(message)
-        await asyncio.sleep(0.1)
-
-
-async def collect_until(
-    client: KafkaClient,
-    condition: Callable[[], bool],
-    message: Callable[[], str],
-    limit_s: float,
-    check: Callable[[], None] = lambda: None,
-) -> None:
-    """Consumes replies and events until `condition` holds over what was received."""
-    deadline = asyncio.get_running_loop().time() + limit_s
-    while not condition():
-        check()
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(message())
-        await client._collect(0.3)
-
-
-async def group_members(bootstrap: str, group_id: str) -> int:
-    """Members of a consumer group once it is Stable (every member has its partitions), else 0."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        (response,) = await admin.describe_consumer_groups([group_id])
-        _error, _group, state, _ptype, _protocol, members, *_ = response.groups[0]
-        return len(members) if state == "Stable" else 0
-    finally:
-        await admin.close()
-
-
-async def wait_for_members(bootstrap: str, group_id: str, count: int, limit_s: float) -> None:
-    deadline = asyncio.get_running_loop().time() + limit_s
-    while (members := await group_members(bootstrap, group_id)) != count:
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"group {group_id}: {members} stable members, wanted {count}")
-        await asyncio.sleep(0.2)
-
-
-@dataclass
-class Cluster:
-    settings: Settings
-    bootstrap: str
-    roles: dict[str, RoleProcess] = field(default_factory=dict)
-
-    def add(self, name: str, role: str, tmp: Path, **extra: str) -> RoleProcess:
-        env = role_env(self.settings, self.bootstrap, **extra)
-        self.roles[name] = RoleProcess(role, env, tmp / f"{name}.log")
-        return self.roles[name]
-
-    def check_alive(self, *names: str) -> None:
-        for name in names:
-            self.roles[name].alive()
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {n} ---\n{p.output()[-4000:]}" for n, p in self.roles.items())
-
-
-@asynccontextmanager
-async def process_client(settings: Settings, bootstrap: str) -> AsyncIterator[KafkaClient]:
-    """The fixtures' Kafka client, for services that run as processes started later."""
-    # The consumer subscribes before any role has started: declare the topics the way the
-    # roles will (same partition count), so it does not race them into auto-creation.
-    await ensure_topics(bootstrap, dict.fromkeys(settings.topics.all(), settings.partitions))
-    async with kafka_client(settings, bootstrap) as client:
-        yield client
 
 
 @pytest.fixture
@@ -264,7 +102,7 @@ async def test_roles_as_processes_survive_kill_9(
             role.start()
         for role in cluster.roles.values():
             await role.running()
-        await wait_for_members(kafka_bootstrap, settings.commands_group, 2, limit_s=60)
+        await wait_for_members(kafka_bootstrap, settings.commands_group, 2, limit_s=DEADLINE_S)
 
         account, workflow = f"acc{uuid.uuid4().hex[:8]}", "orders"
         registration = register(account, workflow)
@@ -296,15 +134,20 @@ async def test_roles_as_processes_survive_kill_9(
         # is likely between a store commit and its offset commit, or in the middle of a batch.
         burst = await send_chunk(BURST)
         await collect_until(
-            client, lambda: len(burst & answered()) >= 20, lambda: "no burst replies", 60
+            client, lambda: len(burst & answered()) >= 20, lambda: "no burst replies", DEADLINE_S
         )
         member_a.kill9()
-        events_before = len(client.received.get(events, []))
+
+        def burst_events() -> int:
+            return sum(m.json().get("command_id") in burst for m in client.received.get(events, []))
+
+        # Counted from the burst's own events, not from what had arrived before the kill: on
+        # a quick run the whole burst is often relayed already, and nothing more would come.
         await collect_until(
             client,
-            lambda: len(client.received.get(events, [])) >= events_before + 20,
+            lambda: burst_events() >= 20,
             lambda: "the relay published nothing of the burst",
-            60,
+            DEADLINE_S,
         )
         relay.kill9()  # mid-stream: published some events but likely not recorded its position
         for _ in range(2):
@@ -320,7 +163,7 @@ async def test_roles_as_processes_survive_kill_9(
             client,
             lambda: ids <= answered(),
             lambda: f"{len(ids - answered())} commands unanswered",
-            limit_s=180,
+            limit_s=DEADLINE_S,
             check=lambda: cluster.check_alive("commands-a", "commands-b"),
         )
         await client._collect(1.0)  # late redeliveries are answered too: count them
@@ -356,7 +199,7 @@ async def _all_events(
         client,
         lambda: wanted <= paused(),
         lambda: f"{len(wanted - paused())} instances never relayed their pause",
-        limit_s=120,
+        limit_s=DEADLINE_S,
         check=lambda: cluster.check_alive("relay"),
     )
 
@@ -413,7 +256,7 @@ async def _assert_read_model(
         await until(
             lambda: len(paused_docs()) == len(instance_ids),
             "read model never caught up",
-            limit_s=60,
+            limit_s=DEADLINE_S,
             check=lambda: cluster.check_alive("projections"),
         )
         docs = await asyncio.to_thread(view.find, query)

@@ -22,14 +22,9 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.publishing import command_key
-from tests.e2e.test_processes import (
-    Cluster,
-    collect_until,
-    create,
-    process_client,
-    register,
-    wait_for_members,
-)
+from tests.e2e.test_processes import create, register
+from tests.fixtures.deadline import DEADLINE_S
+from tests.fixtures.processes import Cluster, collect_until, process_client, wait_for_members
 from tests.fixtures.service import KafkaClient, make_settings
 
 pytestmark = pytest.mark.kafka
@@ -71,7 +66,7 @@ async def read_to_end(client: KafkaClient, topic: str) -> None:
         client,
         lambda: len([tp for tp in consumer.assignment() if tp.topic == topic]) == partitions,
         lambda: f"no assignment of {topic}",
-        limit_s=30,
+        limit_s=DEADLINE_S,
     )
     ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
     for tp, end in ends.items():
@@ -98,7 +93,7 @@ async def test_sigterm_drains_in_flight_commands_and_commits_them(
     try:
         member.start()
         await member.running()
-        await wait_for_members(kafka_bootstrap, settings.commands_group, 1, limit_s=60)
+        await wait_for_members(kafka_bootstrap, settings.commands_group, 1, limit_s=DEADLINE_S)
         account = f"acc{uuid.uuid4().hex[:8]}"
         registration = register(account, "wf")
         positions = {registration["command_id"]: await send(client, registration)}
@@ -111,7 +106,7 @@ async def test_sigterm_drains_in_flight_commands_and_commits_them(
             client,
             lambda: len(replies_by_command(client)) >= 40,
             lambda: "the commands role answered nothing",
-            limit_s=60,
+            limit_s=DEADLINE_S,
             check=member.alive,
         )
         # Replies come right after a batch ends; a moment later the next batch is being decided
@@ -141,7 +136,7 @@ async def test_sigterm_drains_in_flight_commands_and_commits_them(
             client,
             lambda: set(positions) <= set(replies_by_command(client)),
             lambda: "commands unanswered after the restart",
-            limit_s=90,
+            limit_s=DEADLINE_S,
             check=member.alive,
         )
         # Kafka redelivers in offset order: anything redelivered precedes the last answers.
