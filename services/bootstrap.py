@@ -21,6 +21,7 @@ from projections.document_view import DocumentView, open_view
 from services.api.app import create_api
 from services.api.gateway import CommandGateway
 from services.application.app import FlowledgerApplication
+from services.infra.kafka_coordinator import await_group_coordinator
 from services.infra.kafka_local import ensure_topics
 from services.infra.store_env import eventsourcing_env
 from services.metrics import Metrics, store_lag
@@ -149,6 +150,7 @@ async def start_service(
             wakeup.notify,
             metrics=service.metrics,
         )
+        await await_group_coordinator(bootstrap_servers, settings.commands_group)
     await broker.start()
 
     def spawn(name: str, position: Any, handle: Any) -> None:
