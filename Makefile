@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install kafka-jars run test lint schemas clean bench
+.PHONY: install kafka-jars run test repeat lint schemas clean bench
 
 install: $(STAMP)
 
@@ -24,6 +24,11 @@ run: install kafka-jars
 
 test: install kafka-jars
 	$(BIN)/python -m pytest -q
+
+# The end-to-end tests REPEAT times in a row (default 10); each failure with its test id.
+REPEAT ?= 10
+repeat: install kafka-jars
+	$(BIN)/python -m tests.repeat $(REPEAT)
 
 # End-to-end throughput and latency beside the Kafka and store baselines (bench/README.md).
 # Starts its own broker and PostgreSQL; BENCH_SECONDS (default 10) sets each measured phase.
