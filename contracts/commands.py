@@ -88,6 +88,9 @@ class InstanceBody(Struct, kw_only=True, forbid_unknown_fields=False):
 class CreateInstance(InstanceBody, tag_field="type", tag="CreateInstance", kw_only=True):
     """Creates an instance; without `instance_id` the service mints `cf_<64 hex>`.
 
+    Ids of that shape (`cf_` + 64 lowercase hex) are reserved for minting: a client's own
+    `instance_id` of that shape is rejected (`instance.id_reserved`), here and in CreateInstances.
+
     msgspec allows one base with fields, so the common command fields are repeated here.
     """
 
@@ -147,7 +150,10 @@ class StartRun(InstanceCommand, tag="StartRun", kw_only=True):
 
 
 class BeginStep(InstanceCommand, tag="BeginStep", kw_only=True):
-    """A step, sleep or waitForEvent begins. Sleeps and waits put the instance in `waiting`."""
+    """A step, sleep or waitForEvent begins. Sleeps and waits put the instance in `waiting`.
+
+    A sleep needs `sleep_ms` (at most 365 days); a wait's `wait_timeout` defaults to 24 hours.
+    """
 
     name: StepName
     step_type: StepType = msgspec.field(default="step", name="step_type")

@@ -8,10 +8,13 @@ names the instance in the run, Onfido and staged read models.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 
 # Fixed forever: changing it would rename every instance.
 FLOWLEDGER_NAMESPACE = uuid.UUID("6f0c1d0e-6a43-5b2e-9f7e-0f1e7d6c2b11")
+MINTED_PREFIX = "cf_"
+_MINTED_SHAPE = re.compile(r"cf_[0-9a-f]{64}")
 
 
 def workflow_key(account_id: str, workflow_name: str) -> str:
@@ -39,4 +42,10 @@ def minted_instance_id(command_id: str) -> str:
 
     Derived rather than random so that a redelivered CreateInstance mints the same id.
     """
-    return "cf_" + hashlib.sha256(command_id.encode()).hexdigest()
+    return MINTED_PREFIX + hashlib.sha256(command_id.encode()).hexdigest()
+
+
+def is_minted_shape(instance_id: str) -> bool:
+    """True for an id the service could mint: such ids are reserved, never chosen by a client,
+    or a client could take the id that another command's create will mint."""
+    return _MINTED_SHAPE.fullmatch(instance_id) is not None

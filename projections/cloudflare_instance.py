@@ -2,20 +2,38 @@
 
 `apply` is pure: the current document (or None) and one lifecycle event in, the next document
 out. The same function serves the live projection and anyone rebuilding from the events topic.
+
+Decisions:
+- The document keeps every output whole (the step route serves it "without truncation");
+  `get_response` shows outputs as seed 002 types them: the instance's `output` (string |
+  number) is the JSON text of the run's output, `"null"` until the run completes; a step's
+  (string | null) and a wait's (optional string) are the JSON text of what the step returned
+  or the event carried, cut to `OUTPUT_PREVIEW_CHARS`, and absent (wait) or null (step) until
+  there is one; a sensitive step shows `[REDACTED]`.
+- A sleep's and a wait's `end` (a string in seed 002, never null) is the planned end while
+  pending, start + `sleep_ms` or + the wait's timeout, and the actual end once done.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import msgspec
 
 from contracts import events as ev
 from contracts.keys import instance_global_id
 from projections.timestamps import iso
+from services.domain.durations import to_milliseconds
+from services.domain.instance import DEFAULT_WAIT_TIMEOUT
 
 VIEW_NAME = "cloudflare_instances"
 REDACTED = "[REDACTED]"
 TERMINAL = ("complete", "errored", "terminated")
+# A step's output in the get response is a preview: up to MAX_JSON_BYTES per step would make
+# one instance's answer unbounded. The step route serves the whole value.
+OUTPUT_PREVIEW_CHARS = 1024
+ELLIPSIS = "…"
 
 
 def _ts(value: datetime) -> str:
@@ -109,11 +127,27 @@ def _step_began(doc: dict[str, Any], e: ev.StepBegan, at: str) -> None:
     if e.step_type == "step":
         step.update(end=None, success=None, output=None, config=e.config, attempts=[])
     else:
-        step.update(end=None, finished=False, error=None)
+        step.update(end=_planned_end(e), finished=False, error=None)
         if e.step_type == "waitForEvent":
             step["event_type"] = e.event_type
         doc["status"] = "waiting"
     doc["steps"].append(step)
+
+
+def _planned_end(e: ev.StepBegan) -> str:
+    """When a sleep or wait will end unless something ends it first: its start (the event's
+    time) plus its length. An event without a readable length plans no wait at all."""
+    if e.step_type == "sleep":
+        length: int | str | None = e.sleep_ms
+    else:
+        length = DEFAULT_WAIT_TIMEOUT if e.wait_timeout is None else e.wait_timeout
+    try:
+        ms = 0 if length is None else to_milliseconds(length)
+        return iso(e.occurred_at + timedelta(milliseconds=ms))
+    except ValueError:
+        return iso(e.occurred_at)
+    except OverflowError:  # past year 9999: the end of time will do
+        return iso(datetime.max.replace(tzinfo=UTC))
 
 
 def _attempt_began(doc: dict[str, Any], e: ev.AttemptBegan, at: str) -> None:
@@ -234,13 +268,26 @@ _APPLIERS: dict[type, Any] = {
 }
 
 
+def json_text(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def preview(value: Any) -> str:
+    """The JSON text of `value`, cut to OUTPUT_PREVIEW_CHARS (the last one then `…`)."""
+    text = json_text(value)
+    if len(text) <= OUTPUT_PREVIEW_CHARS:
+        return text
+    return text[: OUTPUT_PREVIEW_CHARS - len(ELLIPSIS)] + ELLIPSIS
+
+
 def get_response(doc: dict[str, Any]) -> dict[str, Any]:
-    """InstanceGetResponse, exactly the fields of seed 002."""
+    """InstanceGetResponse, exactly the fields and types of seed 002."""
     steps = [_public_step(s) for s in doc["steps"]]
     response: dict[str, Any] = {
         "end": doc["end"],
         "error": doc["error"],
-        "output": doc["output"],
+        # Not cut: no Cloudflare route serves the run's output otherwise.
+        "output": json_text(doc["output"]),
         "params": doc["params"],
         "queued": doc["queued"],
         "rollback": doc["rollback"],
@@ -271,7 +318,27 @@ STEP_FIELDS = {
 
 
 def _public_step(step: dict[str, Any]) -> dict[str, Any]:
-    return {k: step[k] for k in STEP_FIELDS[step["type"]] if k in step}
+    public = {k: step[k] for k in STEP_FIELDS[step["type"]] if k in step}
+    if step["type"] == "step":
+        public["output"] = _step_output(step)
+        public["config"] = _public_config(step.get("config"))
+    elif "output" in public:
+        public["output"] = preview(public["output"])
+    return public
+
+
+def _step_output(step: dict[str, Any]) -> str | None:
+    # Only a step that succeeded returned something; `null` would be a real return value.
+    if not step.get("success"):
+        return None
+    return REDACTED if _sensitive(step) else preview(step.get("output"))
+
+
+def _public_config(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    # `sensitive` is optional in seed 002, never null: an unset one is left out.
+    if config is None or config.get("sensitive") is not None:
+        return config
+    return {k: v for k, v in config.items() if k != "sensitive"}
 
 
 def list_item(doc: dict[str, Any]) -> dict[str, Any]:

@@ -14,10 +14,12 @@ Decisions:
   waiting inside a waitForEvent -> awaiting_input; everything else -> processing. The `status`
   column holds this vocabulary; `domain_status` keeps the Cloudflare one.
 - `output` is the completion's output when it is a JSON object; any other value is wrapped
-  as {"value": output} (the SDK types output as an object); null until the run completes.
-- `reasons` is null until the run completes, then the completion's reasons.
+  as {"value": output} (the SDK types output as an object); absent until the run completes.
+- `reasons` is absent until the run completes, then the completion's reasons.
 - `error` is {type, message} (the error's name and message) when the status is `error`, else
-  null: Onfido sets it only then.
+  absent: Onfido sets it only then.
+- Optional fields without a value (`customer_user_id`, `link`, `output`, `reasons`, `error`)
+  are left out, never null: seed 001 declares them optional, not nullable.
 - `dashboard_url` and `sdk_token` are not stored: `render` takes them from the HTTP layer.
 - A restart starts afresh: processing, with output, reasons, error and outcome cleared.
 """
@@ -51,6 +53,8 @@ FIELDS = (
     "error",
     "sdk_token",
 )
+# Seed 001's required fields; every other one is optional and absent when it has no value.
+REQUIRED = frozenset({"applicant_id", "workflow_id", "id"})
 
 
 def onfido_status(domain_status: str, open_step_type: str | None, outcome: str | None) -> str:
@@ -140,4 +144,5 @@ def render(doc: dict[str, Any], *, dashboard_base: str, sdk_token: str) -> dict[
         "sdk_token": sdk_token,
         "error": doc["error"] if doc["status"] == "error" else None,
     }
-    return {name: computed[name] if name in computed else doc[name] for name in FIELDS}
+    rendered = {name: computed[name] if name in computed else doc[name] for name in FIELDS}
+    return {k: v for k, v in rendered.items() if v is not None or k in REQUIRED}

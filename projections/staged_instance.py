@@ -7,14 +7,16 @@ Decisions:
 - `id` is the instance's global id; each stage's `instance_id` is that same id (the stage
   belongs to this `WorkflowInstance`); `workflowID` is the workflow's uuid.
 - Every step of the current run is a stage (step, sleep and waitForEvent alike), in the order
-  they began; `stage` is its 1-based ordinal. A stage's `started_at` is when the step began,
-  `terminated_at` when it ended, `error` the step's error message when it failed. A
+  they began; `stage` is its 1-based ordinal. A stage's `started_at` is the UTC day the step
+  began, `terminated_at` the UTC day it ended, `error` the step's error message when it
+  failed. Seed 004 types both as `date`, so they are RFC 3339 full dates (YYYY-MM-DD): a time
+  of day would be refused by its model. The document keeps the full timestamps. A
   termination is not a stage. A restart keeps the stages it keeps (`kept_steps`) and drops
   the rest.
 - `terminated` is true exactly in the terminal statuses (complete, errored, terminated);
   `terminatedAt` is when it became so; `error` is the run's error message.
-- Optional fields (`error`, `terminatedAt`, a stage's `error` and `terminated_at`) are always
-  rendered, as null when unset: one shape for every document.
+- Optional fields (`error`, `terminatedAt`, a stage's `error` and `terminated_at`) are left
+  out while unset: the seeds declare them optional, not nullable, so null is not theirs.
 - Filtering: the `status` column holds the domain (Cloudflare) status and the document also
   keeps a top-level `terminated` bool.
 """
@@ -31,9 +33,11 @@ from projections.instance_status import (
     next_status,
     query_columns,
 )
-from projections.timestamps import iso
+from projections.timestamps import iso, utc_date
 
 VIEW_NAME = "staged_instances"
+OPTIONAL_FIELDS = frozenset({"error", "terminatedAt"})
+OPTIONAL_STAGE_FIELDS = frozenset({"error", "terminated_at"})
 
 
 def key_of(event: ev.LifecycleEvent) -> str | None:
@@ -104,22 +108,37 @@ def _end_last_stage(doc: dict[str, Any], at: str, error: ev.ErrorData | None) ->
 def render(doc: dict[str, Any]) -> dict[str, Any]:
     """The seed's `WorkflowInstance`, its `status` the list of `StageStatus`."""
     stages = [
-        {
-            "error": stage["error"],
-            "instance_id": doc["id"],
-            "stage": ordinal,
-            "started_at": stage["started_at"],
-            "terminated_at": stage["terminated_at"],
-        }
+        _render_stage(doc["id"], ordinal, stage)
         for ordinal, stage in enumerate(doc["stages"], start=1)
     ]
-    return {
-        "createdAt": doc["createdAt"],
-        "error": doc["error"],
-        "id": doc["id"],
-        "status": stages,
-        "terminated": doc["terminated"],
-        "terminatedAt": doc["terminatedAt"],
-        "updatedAt": doc["updatedAt"],
-        "workflowID": doc["workflowID"],
-    }
+    return _without_unset(
+        {
+            "createdAt": doc["createdAt"],
+            "error": doc["error"],
+            "id": doc["id"],
+            "status": stages,
+            "terminated": doc["terminated"],
+            "terminatedAt": doc["terminatedAt"],
+            "updatedAt": doc["updatedAt"],
+            "workflowID": doc["workflowID"],
+        },
+        OPTIONAL_FIELDS,
+    )
+
+
+def _render_stage(instance_id: str, ordinal: int, stage: dict[str, Any]) -> dict[str, Any]:
+    ended = stage["terminated_at"]
+    return _without_unset(
+        {
+            "error": stage["error"],
+            "instance_id": instance_id,
+            "stage": ordinal,
+            "started_at": utc_date(stage["started_at"]),
+            "terminated_at": None if ended is None else utc_date(ended),
+        },
+        OPTIONAL_STAGE_FIELDS,
+    )
+
+
+def _without_unset(fields: dict[str, Any], optional: frozenset[str]) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v is not None or k not in optional}

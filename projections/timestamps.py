@@ -13,6 +13,11 @@ def iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def utc_date(text: str) -> str:
+    """The UTC day of a timestamp, as an RFC 3339 full date (YYYY-MM-DD)."""
+    return parse(text).astimezone(UTC).date().isoformat()
+
+
 def parse(text: str) -> datetime:
     """An RFC 3339 / ISO 8601 timestamp; a naive one is taken as UTC (as Cloudflare does)."""
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))

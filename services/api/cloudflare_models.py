@@ -5,7 +5,7 @@ They document the API in OpenAPI and check every answer on its way out.
 
 from __future__ import annotations
 
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -157,17 +157,78 @@ class Schedule(BaseModel):
     scheduledTime: int | None
 
 
+class Retries(BaseModel):
+    delay: Duration
+    limit: int
+    backoff: Literal["constant", "linear", "exponential"] | None = None
+
+
+class StepConfig(BaseModel):
+    retries: Retries
+    timeout: Duration
+    sensitive: Literal["output"] | None = None
+
+
+class Attempt(BaseModel):
+    end: str | None
+    error: ErrorData | None
+    start: str
+    success: bool | None
+
+
+class Step(BaseModel):
+    attempts: list[Attempt]
+    config: StepConfig
+    end: str | None
+    name: str
+    output: str | None = Field(description="JSON text of the step's output, cut (step route)")
+    start: str
+    success: bool | None
+    type: Literal["step", "rollback"]
+
+
+class Sleep(BaseModel):
+    end: str = Field(description="the planned end while sleeping, then the actual end")
+    error: ErrorData | None
+    finished: bool
+    name: str
+    start: str
+    type: Literal["sleep"]
+
+
+class TerminationTrigger(BaseModel):
+    source: str
+
+
+class Termination(BaseModel):
+    trigger: TerminationTrigger
+    type: Literal["termination"]
+
+
+class WaitForEvent(BaseModel):
+    end: str = Field(description="the timeout while waiting, then the actual end")
+    error: ErrorData | None
+    finished: bool
+    name: str
+    start: str
+    type: Literal["waitForEvent"]
+    output: str | None = Field(default=None, description="JSON text of the event, cut")
+
+
+AnyStep = Annotated[Step | Sleep | Termination | WaitForEvent, Field(discriminator="type")]
+
+
 class InstanceGet(BaseModel):
     end: str | None
     error: ErrorData | None
-    output: Any
+    output: str | float = Field(description="JSON text of the run's output")
     params: Any
     queued: str
     rollback: Rollback | None
     start: str | None
     status: Status
     step_count: int
-    steps: list[dict[str, Any]]
+    steps: list[AnyStep]
     success: bool | None
     trigger: Trigger
     versionId: str

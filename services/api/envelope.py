@@ -46,6 +46,7 @@ CODES_BY_REASON = {
     "payload.too_large": 10110,
     "command.invalid": 10111,
     "command.failed": 10112,
+    "instance.id_reserved": 10113,
 }
 
 ONFIDO_PREFIX = "/v3.6"

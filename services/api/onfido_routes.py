@@ -51,20 +51,22 @@ class RunError(BaseModel):
 
 
 class WorkflowRun(BaseModel):
+    """Seed 001; the optional fields without a value are left out (routes exclude unset)."""
+
     applicant_id: str
     workflow_id: str
     tags: list[str] | None
-    customer_user_id: str | None
-    link: dict[str, Any] | None
+    customer_user_id: str | None = None
+    link: dict[str, Any] | None = None
     created_at: str
     updated_at: str
     id: str
     workflow_version_id: int
     dashboard_url: str
     status: OnfidoStatus
-    output: dict[str, Any] | None
-    reasons: list[str] | None
-    error: RunError | None
+    output: dict[str, Any] | None = None
+    reasons: list[str] | None = None
+    error: RunError | None = None
     sdk_token: str
 
 
@@ -107,6 +109,7 @@ def _render(request: Request, doc: dict[str, Any]) -> dict[str, Any]:
     "",
     status_code=201,
     response_model=WorkflowRun,
+    response_model_exclude_unset=True,
     responses={202: {"description": "published, not answered in time: {command_id, status}"}},
 )
 async def create_workflow_run(
@@ -136,7 +139,7 @@ async def create_workflow_run(
     return _render(request, doc)
 
 
-@router.get("/{workflow_run_id}", response_model=WorkflowRun)
+@router.get("/{workflow_run_id}", response_model=WorkflowRun, response_model_exclude_unset=True)
 async def find_workflow_run(
     request: Request, workflow_run_id: UUID, caller: Caller
 ) -> dict[str, Any]:
@@ -146,7 +149,7 @@ async def find_workflow_run(
     return _render(request, doc)
 
 
-@router.get("", response_model=list[WorkflowRun])
+@router.get("", response_model=list[WorkflowRun], response_model_exclude_unset=True)
 async def list_workflow_runs(
     request: Request,
     caller: Caller,

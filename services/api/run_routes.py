@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import date
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -60,20 +61,24 @@ class RunPage(BaseModel):
 
 
 class StageStatus(BaseModel):
-    error: str | None
+    """Seed 004; the optional fields are left out while unset (routes exclude unset)."""
+
+    error: str | None = None
     instance_id: str
     stage: float
-    started_at: str
-    terminated_at: str | None
+    started_at: date
+    terminated_at: date | None = None
 
 
 class WorkflowInstance(BaseModel):
+    """Seed 000; the optional fields are left out while unset (routes exclude unset)."""
+
     createdAt: str
-    error: str | None
+    error: str | None = None
     id: str
     status: list[StageStatus] | None
     terminated: bool
-    terminatedAt: str | None
+    terminatedAt: str | None = None
     updatedAt: str
     workflowID: str
 
@@ -143,7 +148,12 @@ async def get_run(request: Request, run_id: UUID, caller: Caller) -> dict[str, A
     return agent_run.render(await _one(request, caller, agent_run.VIEW_NAME, run_id))
 
 
-@router.get("/workflow-instances", response_model=WorkflowInstancePage, tags=["staged"])
+@router.get(
+    "/workflow-instances",
+    response_model=WorkflowInstancePage,
+    response_model_exclude_unset=True,
+    tags=["staged"],
+)
 async def list_workflow_instances(
     request: Request,
     caller: Caller,
@@ -164,7 +174,12 @@ async def list_workflow_instances(
     return await _page(request, staged_instance.VIEW_NAME, query, cursor, staged_instance.render)
 
 
-@router.get("/workflow-instances/{instance_id}", response_model=WorkflowInstance, tags=["staged"])
+@router.get(
+    "/workflow-instances/{instance_id}",
+    response_model=WorkflowInstance,
+    response_model_exclude_unset=True,
+    tags=["staged"],
+)
 async def get_workflow_instance(
     request: Request, instance_id: UUID, caller: Caller
 ) -> dict[str, Any]:

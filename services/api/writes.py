@@ -12,6 +12,7 @@ from services.api.gateway import CommandGateway
 # A rejected reply's stable code -> the HTTP status that says the same thing.
 STATUS_BY_CODE = {
     "instance.already_exists": 409,
+    "instance.id_reserved": 400,
     "instance.not_found": 404,
     "workflow.not_found": 404,
     "instance.invalid_transition": 409,

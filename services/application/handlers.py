@@ -14,8 +14,10 @@ from contracts.keys import minted_instance_id, workflow_version_id
 from contracts.replies import BulkItem, Reply
 from services.application.validation import (
     InvalidCommand,
+    check_chosen_instance_id,
     check_duration,
     check_json_size,
+    check_sleep,
     check_wait_timeout,
 )
 from services.domain.errors import InstanceAlreadyExists, InstanceNotFound, WorkflowNotFound
@@ -100,6 +102,7 @@ def register_workflow(unit: UnitOfWork, cmd: c.RegisterWorkflow, now: datetime) 
 
 
 def _check_body(body: c.InstanceBody) -> None:
+    check_chosen_instance_id(body.instance_id)
     check_json_size("params", body.params)
     check_duration("timeout", body.timeout)
     if body.retention is not None:
@@ -228,6 +231,7 @@ def start_run(unit: UnitOfWork, cmd: c.StartRun, now: datetime) -> Decision:
 
 def begin_step(unit: UnitOfWork, cmd: c.BeginStep, now: datetime) -> Decision:
     check_wait_timeout(cmd.wait_timeout)
+    check_sleep(cmd.step_type, cmd.sleep_ms)
     if cmd.config is not None:
         check_duration("config.timeout", cmd.config.timeout)
         check_duration("config.retries.delay", cmd.config.retries.delay)

@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 
+from contracts.keys import is_minted_shape
 from contracts.limits import MAX_JSON_BYTES
 from services.domain.durations import to_milliseconds
 from services.domain.errors import DomainError
@@ -17,6 +18,10 @@ class InvalidCommand(DomainError):
 
 class PayloadTooLarge(DomainError):
     code = "payload.too_large"
+
+
+class ReservedInstanceId(DomainError):
+    code = "instance.id_reserved"
 
 
 _YEAR_MS = 365 * 86_400_000
@@ -45,3 +50,22 @@ def check_duration(
 
 def check_wait_timeout(value: int | str | None) -> None:
     check_duration("wait_timeout", value, low_ms=1_000, high_ms=_YEAR_MS)
+
+
+def check_chosen_instance_id(instance_id: str | None) -> None:
+    """A client's id may not look minted: it could be the id another create will mint."""
+    if instance_id is not None and is_minted_shape(instance_id):
+        raise ReservedInstanceId(
+            f"instance id {instance_id!r} has the shape of a minted id ('cf_' + 64 lowercase "
+            "hex), which is reserved; choose another id or send none to have one minted"
+        )
+
+
+def check_sleep(step_type: str, sleep_ms: int | None) -> None:
+    """A sleep needs its length: its planned end is shown while it sleeps."""
+    if step_type != "sleep":
+        return
+    if sleep_ms is None:
+        raise InvalidCommand("sleep_ms: a sleep needs its length in milliseconds")
+    if sleep_ms > _YEAR_MS:
+        raise InvalidCommand(f"sleep_ms must be at most {_YEAR_MS} ms (365 days), got {sleep_ms}")

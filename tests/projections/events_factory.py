@@ -13,6 +13,7 @@ from typing import Any
 
 from contracts import events as ev
 from contracts.keys import instance_global_id
+from services.domain.instance import DEFAULT_STEP_CONFIG, DEFAULT_WAIT_TIMEOUT
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 STEP = timedelta(seconds=1)
@@ -62,7 +63,9 @@ class Story:
             "command_id": str(uuid.uuid4()),
         }
 
-    def created(self, params: Any = None) -> ev.InstanceCreated:
+    def created(
+        self, params: Any = None, *, schedule: dict[str, Any] | None = None
+    ) -> ev.InstanceCreated:
         return ev.InstanceCreated(
             **self._common(),
             global_id=self.global_id,
@@ -70,44 +73,78 @@ class Story:
             version_id=self.version_id,
             workflow_version=self.workflow_version,
             params=params,
+            trigger_source="cron" if schedule else "api",
+            schedule=schedule,
             metadata=self.metadata,
         )
 
     def started(self) -> ev.RunStarted:
         return ev.RunStarted(**self._common())
 
-    def step_began(self, name: str, step_type: str = "step") -> ev.StepBegan:
-        event_type = "approval" if step_type == "waitForEvent" else None
+    def step_began(
+        self,
+        name: str,
+        step_type: str = "step",
+        *,
+        config: dict[str, Any] | None = None,
+        sleep_ms: int = 60_000,
+        wait_timeout: int | str | None = None,
+    ) -> ev.StepBegan:
+        """As the aggregate records it: a step has a config, a sleep its length, a wait its
+        event type and timeout (the defaults where the command gave none)."""
         return ev.StepBegan(
-            **self._common(), name=name, step_type=step_type, count=1, event_type=event_type
+            **self._common(),
+            name=name,
+            step_type=step_type,
+            count=1,
+            config=(config or DEFAULT_STEP_CONFIG) if step_type == "step" else None,
+            sleep_ms=sleep_ms if step_type == "sleep" else None,
+            event_type="approval" if step_type == "waitForEvent" else None,
+            wait_timeout=(wait_timeout or DEFAULT_WAIT_TIMEOUT)
+            if step_type == "waitForEvent"
+            else None,
         )
 
     def attempt_began(self, name: str, attempt: int = 1) -> ev.AttemptBegan:
         return ev.AttemptBegan(**self._common(), name=name, attempt=attempt)
 
     def attempt_ended(
-        self, name: str, *, success: bool = True, retry_delay_ms: int | None = None
+        self,
+        name: str,
+        *,
+        success: bool = True,
+        retry_delay_ms: int | None = None,
+        attempt: int = 1,
+        output: Any = None,
     ) -> ev.AttemptEnded:
         error = None if success else ev.ErrorData(name="Error", message="attempt failed")
         return ev.AttemptEnded(
             **self._common(),
             name=name,
-            attempt=1,
+            attempt=attempt,
             success=success,
+            output=output if success else None,
             error=error,
             retry_delay_ms=retry_delay_ms,
         )
 
+    def backoff_ended(self, name: str) -> ev.BackoffEnded:
+        return ev.BackoffEnded(**self._common(), name=name)
+
     def step_ended(
-        self, name: str, step_type: str = "step", *, error: str | None = None
+        self, name: str, step_type: str = "step", *, error: str | None = None, output: Any = None
     ) -> ev.StepEnded:
         return ev.StepEnded(
             **self._common(),
             name=name,
             step_type=step_type,
             success=error is None,
+            output=output if error is None else None,
             error=None if error is None else ev.ErrorData(name="Error", message=error),
         )
+
+    def event_received(self, payload: Any = None) -> ev.EventReceived:
+        return ev.EventReceived(**self._common(), event_type="approval", payload=payload)
 
     def event_delivered(self, payload: Any = None) -> ev.EventDelivered:
         return ev.EventDelivered(**self._common(), event_type="approval", payload=payload)
@@ -124,8 +161,15 @@ class Story:
     def terminated(self, *, rollback: bool = False) -> ev.InstanceTerminated:
         return ev.InstanceTerminated(**self._common(), rollback=rollback)
 
-    def rollback_ended(self) -> ev.RollbackEnded:
-        return ev.RollbackEnded(**self._common(), outcome="success")
+    def rollback_ended(self, *, error: str | None = None) -> ev.RollbackEnded:
+        return ev.RollbackEnded(
+            **self._common(),
+            outcome="complete" if error is None else "failed",
+            error=None if error is None else ev.ErrorData(name="Error", message=error),
+        )
+
+    def pause_acknowledged(self) -> ev.PauseAcknowledged:
+        return ev.PauseAcknowledged(**self._common())
 
     def restarted(self, run: int = 2, kept_steps: int = 0) -> ev.InstanceRestarted:
         return ev.InstanceRestarted(**self._common(), run=run, kept_steps=kept_steps)

@@ -5,9 +5,14 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import msgspec
+import pytest
+
 from contracts import events as ev
 from contracts.keys import instance_global_id
 from projections import cloudflare_instance as cf
+from projections.timestamps import iso
+from tests.projections.events_factory import Story, fold
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -75,7 +80,7 @@ def test_sensitive_step_output_is_redacted_and_run_completes() -> None:
     [step] = response["steps"]
     assert step["output"] == cf.REDACTED and step["success"] is True
     assert len(step["attempts"]) == 1 and step["attempts"][0]["success"] is True
-    assert response["status"] == "complete" and response["output"] == {"ok": True}
+    assert response["status"] == "complete" and response["output"] == '{"ok":true}'
     assert response["success"] is True and response["end"] is not None
 
 
@@ -149,10 +154,105 @@ def test_steps_of_every_kind_carry_exactly_the_seed_fields() -> None:
     assert set(steps[2]) == {"end", "error", "finished", "name", "output", "start", "type"}
     assert steps[3] == {"trigger": {"source": "api"}, "type": "termination"}
     assert steps[0]["attempts"][0]["error"] == {"name": "E", "message": "boom"}
-    assert steps[2]["output"] == {"ok": 1} and steps[2]["finished"] is True
+    assert steps[2]["output"] == '{"ok":1}' and steps[2]["finished"] is True
     # The step route still tells why the step failed.
     assert cf.step_response(doc, "s", "step", None) == {
         "error": {"name": "E", "message": "boom"},
         "status": "errored",
         "output": None,
+    }
+
+
+def test_a_pending_sleep_shows_its_planned_end_and_a_finished_one_its_actual_end() -> None:
+    story = Story()
+    began = story.step_began("nap", "sleep", sleep_ms=90_000)
+    sleeping = fold(cf.apply, [story.created(), story.started(), began])
+    [step] = cf.get_response(sleeping)["steps"]
+    assert step["end"] == iso(began.occurred_at + timedelta(seconds=90))
+    assert step["finished"] is False
+    woke = cf.apply(sleeping, story.step_ended("nap", "sleep"))
+    assert woke is not None
+    assert cf.get_response(woke)["steps"][0]["end"] == iso(story.at(story.version))
+
+
+@pytest.mark.parametrize(
+    ("timeout", "length"),
+    [(None, timedelta(hours=24)), ("1 hour", timedelta(hours=1)), (5_000, timedelta(seconds=5))],
+)
+def test_a_pending_wait_shows_its_timeout_as_its_end(
+    timeout: int | str | None, length: timedelta
+) -> None:
+    story = Story()
+    began = story.step_began("ok?", "waitForEvent", wait_timeout=timeout)
+    waiting = fold(cf.apply, [story.created(), story.started(), began])
+    [step] = cf.get_response(waiting)["steps"]
+    assert step["end"] == iso(began.occurred_at + length) and "output" not in step
+    timed_out = cf.apply(waiting, story.step_ended("ok?", "waitForEvent", error="timed out"))
+    assert timed_out is not None
+    [step] = cf.get_response(timed_out)["steps"]
+    assert step["end"] == iso(story.at(story.version)) and step["finished"] is True
+
+
+def test_a_sleep_event_without_a_readable_length_plans_no_wait() -> None:
+    story = Story()
+    began = msgspec.structs.replace(story.step_began("nap", "sleep"), sleep_ms=None)
+    [step] = cf.get_response(fold(cf.apply, [story.created(), story.started(), began]))["steps"]
+    assert step["end"] == step["start"] == iso(began.occurred_at)
+
+
+def test_outputs_in_the_get_response_are_json_text_and_long_ones_are_cut() -> None:
+    story = Story()
+    big = {"blob": "x" * 5_000}
+    doc = fold(
+        cf.apply,
+        [
+            story.created(),
+            story.started(),
+            story.step_began("s"),
+            story.attempt_began("s"),
+            story.attempt_ended("s", output=big),
+            story.step_ended("s", output=big),
+            story.step_began("ok?", "waitForEvent"),
+            story.event_delivered([1, "two"]),
+            story.completed(42),
+        ],
+    )
+    response = cf.get_response(doc)
+    step, wait = response["steps"]
+    assert len(step["output"]) == cf.OUTPUT_PREVIEW_CHARS
+    assert step["output"].startswith('{"blob":"xxx') and step["output"].endswith(cf.ELLIPSIS)
+    assert wait["output"] == '[1,"two"]'
+    assert response["output"] == "42"
+    # The step route still serves the whole value.
+    assert cf.step_response(doc, "s", "step", None) == {
+        "error": None,
+        "status": "complete",
+        "output": big,
+    }
+    assert cf.step_response(doc, "ok?", "waitForEvent", None)["output"] == [1, "two"]  # type: ignore[index]
+
+
+def test_a_step_output_is_null_until_the_step_succeeds_and_the_run_output_is_null_text() -> None:
+    story = Story()
+    doc = fold(
+        cf.apply,
+        [story.created(), story.started(), story.step_began("s"), story.attempt_began("s")],
+    )
+    response = cf.get_response(doc)
+    assert response["steps"][0]["output"] is None and response["output"] == "null"
+    done = cf.apply(doc, story.step_ended("s", output=None))
+    assert done is not None and cf.get_response(done)["steps"][0]["output"] == "null"
+
+
+def test_an_unset_sensitive_flag_is_left_out_of_the_step_config() -> None:
+    story = Story()
+    config = {
+        "retries": {"limit": 1, "delay": 10, "backoff": "constant"},
+        "timeout": 5,
+        "sensitive": None,
+    }
+    doc = fold(cf.apply, [story.created(), story.started(), story.step_began("s", config=config)])
+    assert cf.get_response(doc)["steps"][0]["config"] == {
+        "retries": {"limit": 1, "delay": 10, "backoff": "constant"},
+        "timeout": 5,
     }

@@ -1,0 +1,104 @@
+"""Checks beyond the contract's types, through the command handlers (no store needed)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from contracts import commands as c
+from contracts.keys import minted_instance_id
+from services.application import handlers
+from services.application.validation import InvalidCommand, ReservedInstanceId
+
+NOW = datetime(2026, 1, 2, tzinfo=UTC)
+MINTED_SHAPE = "cf_" + "0123456789abcdef" * 4
+
+
+class _Unit:
+    """The part of the application's unit of work the handlers use, in memory."""
+
+    def __init__(self) -> None:
+        self.aggregates: dict[uuid.UUID, Any] = {}
+
+    def get(self, aggregate_id: uuid.UUID) -> Any:
+        return self.aggregates.get(aggregate_id)
+
+    def add(self, aggregate: Any) -> None:
+        self.aggregates[aggregate.id] = aggregate
+
+
+def _cid() -> str:
+    return str(uuid.uuid4())
+
+
+def _registered() -> _Unit:
+    unit = _Unit()
+    register = c.RegisterWorkflow(command_id=_cid(), account_id="acc", workflow_name="wf")
+    handlers.register_workflow(unit, register, NOW)  # type: ignore[arg-type]
+    return unit
+
+
+def _create(instance_id: str | None) -> c.CreateInstance:
+    return c.CreateInstance(
+        command_id=_cid(), account_id="acc", workflow_name="wf", instance_id=instance_id
+    )
+
+
+def test_a_create_choosing_an_id_of_the_minted_shape_is_rejected_as_reserved() -> None:
+    unit = _registered()
+    with pytest.raises(ReservedInstanceId) as rejected:
+        handlers.create_instance(unit, _create(MINTED_SHAPE), NOW)  # type: ignore[arg-type]
+    assert rejected.value.code == "instance.id_reserved"
+    assert not [a for a in unit.aggregates.values() if hasattr(a, "instance_id")]
+
+
+def test_a_create_cannot_take_the_id_another_commands_create_will_mint() -> None:
+    unit = _registered()
+    other = _create(None)
+    with pytest.raises(ReservedInstanceId):
+        handlers.create_instance(unit, _create(minted_instance_id(other.command_id)), NOW)  # type: ignore[arg-type]
+    minted = handlers.create_instance(unit, other, NOW).instance  # type: ignore[arg-type]
+    assert minted is not None and minted.instance_id == minted_instance_id(other.command_id)
+
+
+def test_a_batch_with_one_reserved_id_is_rejected_whole() -> None:
+    unit = _registered()
+    batch = c.CreateInstances(
+        command_id=_cid(),
+        account_id="acc",
+        workflow_name="wf",
+        instances=[c.InstanceBody(instance_id="fine"), c.InstanceBody(instance_id=MINTED_SHAPE)],
+    )
+    with pytest.raises(ReservedInstanceId):
+        handlers.create_instances(unit, batch, NOW)  # type: ignore[arg-type]
+    assert not [a for a in unit.aggregates.values() if hasattr(a, "instance_id")]
+
+
+@pytest.mark.parametrize(
+    "instance_id",
+    [MINTED_SHAPE.upper().replace("CF_", "cf_"), MINTED_SHAPE[:-1], MINTED_SHAPE + "0", "cf_order"],
+)
+def test_ids_that_only_resemble_a_minted_one_are_the_clients_to_choose(instance_id: str) -> None:
+    created = handlers.create_instance(_registered(), _create(instance_id), NOW)  # type: ignore[arg-type]
+    assert created.instance is not None and created.instance.instance_id == instance_id
+
+
+def _begin_sleep(sleep_ms: int | None) -> c.BeginStep:
+    return c.BeginStep(
+        command_id=_cid(),
+        account_id="acc",
+        workflow_name="wf",
+        instance_id="i",
+        name="nap",
+        step_type="sleep",
+        sleep_ms=sleep_ms,
+    )
+
+
+@pytest.mark.parametrize("sleep_ms", [None, 365 * 86_400_000 + 1])
+def test_a_sleep_needs_a_length_of_at_most_a_year(sleep_ms: int | None) -> None:
+    with pytest.raises(InvalidCommand, match="sleep_ms"):
+        handlers.begin_step(_Unit(), _begin_sleep(sleep_ms), NOW)  # type: ignore[arg-type]
