@@ -322,8 +322,12 @@ def _public_step(step: dict[str, Any]) -> dict[str, Any]:
     if step["type"] == "step":
         public["output"] = _step_output(step)
         public["config"] = _public_config(step.get("config"))
-    elif "output" in public:
-        public["output"] = preview(public["output"])
+    elif step["type"] != "termination":
+        # A document folded before planned ends were kept has none: its start will do
+        # until `flowledger projections rebuild` refolds it.
+        public["end"] = public.get("end") or public["start"]
+        if "output" in public:
+            public["output"] = preview(public["output"])
     return public
 
 

@@ -256,3 +256,11 @@ def test_an_unset_sensitive_flag_is_left_out_of_the_step_config() -> None:
         "retries": {"limit": 1, "delay": 10, "backoff": "constant"},
         "timeout": 5,
     }
+
+
+def test_a_sleep_folded_before_planned_ends_were_kept_reads_its_start_as_its_end() -> None:
+    story = Story()
+    doc = fold(cf.apply, [story.created(), story.started(), story.step_began("nap", "sleep")])
+    doc["steps"][0]["end"] = None  # as the fold left it before
+    [step] = cf.get_response(doc)["steps"]
+    assert step["end"] == step["start"]
