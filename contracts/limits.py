@@ -1,4 +1,9 @@
-"""Documented limits (Cloudflare Workflows), shared by the contract and the service."""
+"""Documented limits, shared by the contract and the service: the one place they are set.
+
+Names and counts follow Cloudflare Workflows. Sizes are Flowledger's own: everything it
+produces on Kafka must fit the topic it goes to, or the batch that produced it could never be
+sent and would be redelivered forever. README "Limits" lists these values.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,34 @@ NAME_PATTERN = r"^[a-zA-Z0-9_][a-zA-Z0-9_-]*$"
 # Step names may hold anything printable: no C0/C1 control characters.
 STEP_NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
 
-MAX_JSON_BYTES = 1024 * 1024  # params, event payloads and step outputs: 1 MiB each
 MAX_BATCH = 100
 MAX_TAGS = 30
+
+KIB = 1024
+
+# --- sizes on Kafka --------------------------------------------------------------------------
+# What producers may put on `{prefix}.commands` (the topic's max.message.bytes).
+COMMANDS_TOPIC_MAX_MESSAGE_BYTES = 1024 * KIB
+# The largest command accepted, key and value, both as received and re-encoded (a number such
+# as 1e15 re-encodes longer). Every event holds the data of one command (or one earlier
+# command's payload) plus an envelope of well under 64 KiB, so it fits MAX_MESSAGE_BYTES.
+MAX_COMMAND_BYTES = 900 * KIB
+# params, an event's payload and a step's output, each as re-encoded JSON (Cloudflare allows
+# 1 MiB; here the rest of the command has to fit beside it within MAX_COMMAND_BYTES).
+MAX_JSON_BYTES = 896 * KIB
+# Nesting of [ and { in a command record: deeper JSON would exhaust the decoder's recursion.
+MAX_COMMAND_DEPTH = 64
+# max.message.bytes of replies, events and dead letters, and the service producer's
+# max_request_size: a dead letter is a whole command record plus its headers, a reply is
+# keyed by the command's key, so both need room beyond COMMANDS_TOPIC_MAX_MESSAGE_BYTES.
+MAX_MESSAGE_BYTES = COMMANDS_TOPIC_MAX_MESSAGE_BYTES + 64 * KIB
+# Input echoed in a reply's error message or a dead letter's reason is cut to this many
+# characters; the whole message or reason, to MAX_REASON_CHARS.
+MAX_ECHO_CHARS = 1000
+MAX_REASON_CHARS = 2 * MAX_ECHO_CHARS
+# An HTTP request body, refused (413) beyond this before it is read: room for the largest
+# command's JSON plus the request's own whitespace and fields, which the command drops.
+MAX_HTTP_BODY_BYTES = COMMANDS_TOPIC_MAX_MESSAGE_BYTES + 64 * KIB
 
 AccountId = Annotated[str, Meta(min_length=1, max_length=64, pattern=NAME_PATTERN)]
 WorkflowName = Annotated[str, Meta(min_length=1, max_length=64, pattern=NAME_PATTERN)]
@@ -27,3 +57,11 @@ CommandId = Annotated[
     ),
 ]
 Tag = Annotated[str, Meta(min_length=1, max_length=128)]
+
+
+def bounded(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """`text` cut to `limit` characters, saying how much was cut, so that whatever a client
+    sends, the message that echoes it stays small."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [{len(text) - limit} more characters]"

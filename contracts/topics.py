@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from contracts.limits import COMMANDS_TOPIC_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES
+
 
 @dataclass(frozen=True)
 class Topics:
@@ -27,6 +29,18 @@ class Topics:
 
     def all(self) -> tuple[str, str, str, str]:
         return (self.commands, self.replies, self.events, self.dead_letters)
+
+    def configs(self) -> dict[str, dict[str, str]]:
+        """Topic configs declared with the topics. The commands topic takes less than the
+        others hold, so that a dead letter (a whole command record and its headers), a reply
+        (keyed like the command) and any event fit where Flowledger sends them."""
+        produced = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
+        return {
+            self.commands: {"max.message.bytes": str(COMMANDS_TOPIC_MAX_MESSAGE_BYTES)},
+            self.replies: produced,
+            self.events: produced,
+            self.dead_letters: produced,
+        }
 
 
 # Headers on a dead-letter record, beside the original bytes as its value.

@@ -129,7 +129,9 @@ async def start_service(
     settings: Settings, bootstrap_servers: str, roles: tuple[str, ...] = ROLES
 ) -> Service:
     topics = settings.topics
-    await ensure_topics(bootstrap_servers, dict.fromkeys(topics.all(), settings.partitions))
+    await ensure_topics(
+        bootstrap_servers, dict.fromkeys(topics.all(), settings.partitions), topics.configs()
+    )
     store = await asyncio.to_thread(open_store, settings)
     app, views = store.app, store.views
     # Idempotent producer: a retried send cannot duplicate or reorder within a partition.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -23,8 +24,9 @@ from eventsourcing.utils import Environment
 
 from contracts.commands import AnyCommand, CreateInstance, CreateInstances
 from contracts.keys import instance_key, minted_instance_id, workflow_key
+from contracts.limits import MAX_REASON_CHARS, bounded
 from contracts.replies import Reply, ReplyError
-from services.application.command_log import CommandRecord, command_record_id
+from services.application.command_log import CommandRecord, command_digest, command_record_id
 from services.application.existing import existing_ids
 from services.application.handlers import HANDLERS, Decision
 from services.domain.errors import DomainError
@@ -36,13 +38,25 @@ log = logging.getLogger(__name__)
 MAX_RETRIES_ON_CONFLICT = 5
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """An accepted command's reply and the digest of that command (None: stored before
+    digests were kept, taken to match)."""
+
+    reply: Reply
+    digest: str | None
+
+    def answers(self, digest: str) -> bool:
+        return self.digest is None or self.digest == digest
+
+
 class UnitOfWork:
     """The aggregates one batch has loaded or created, in memory until saved together."""
 
     def __init__(self, app: FlowledgerApplication) -> None:
         self._app = app
         self._loaded: dict[UUID, Aggregate | None] = {}
-        self.replies_by_command: dict[str, Reply] = {}
+        self.replies_by_command: dict[str, Recorded] = {}
 
     def get(self, aggregate_id: UUID) -> Any:
         """The aggregate, or None when it does not exist."""
@@ -61,15 +75,23 @@ class UnitOfWork:
     def add(self, aggregate: Aggregate) -> None:
         self._loaded[aggregate.id] = aggregate
 
-    def recorded_reply(self, command_id: str) -> Reply | None:
-        if command_id in self.replies_by_command:
-            return self.replies_by_command[command_id]
+    def recorded(self, command_id: str) -> Recorded | None:
+        """What an earlier command with this id was answered, in this batch or in the store."""
+        key = command_id.lower()  # as the record's id: UUIDs are case-insensitive
+        if key in self.replies_by_command:
+            return self.replies_by_command[key]
         record: CommandRecord | None = self.get(command_record_id(command_id))
-        return None if record is None else msgspec.convert(record.reply, Reply)
+        if record is None:
+            return None
+        return Recorded(msgspec.convert(record.reply, Reply), record.digest)
 
-    def record(self, command_id: str, reply: Reply) -> None:
-        self.replies_by_command[command_id] = reply
-        self.add(CommandRecord(command_id=command_id, reply=msgspec.to_builtins(reply)))
+    def record(self, command: AnyCommand, digest: str, reply: Reply) -> None:
+        self.replies_by_command[command.command_id.lower()] = Recorded(reply, digest)
+        self.add(
+            CommandRecord(
+                command_id=command.command_id, reply=msgspec.to_builtins(reply), digest=digest
+            )
+        )
 
     def changed(self) -> list[Aggregate]:
         return [a for a in self._loaded.values() if a is not None and a.pending_events]
@@ -130,9 +152,18 @@ class FlowledgerApplication(Application):  # type: ignore[type-arg]
                 cache.get(aggregate_id, evict=True)
 
     def _decide(self, unit: UnitOfWork, command: AnyCommand, now: datetime) -> Reply:
-        recorded = unit.recorded_reply(command.command_id)
+        digest = command_digest(command)
+        recorded = unit.recorded(command.command_id)
         if recorded is not None:
-            return recorded.as_duplicate()
+            if not recorded.answers(digest):
+                # Another command's reply would name its instance, maybe in another account.
+                return _rejected(
+                    command,
+                    "command.id_reused",
+                    f"command_id {command.command_id} was already used by a different "
+                    "command; give every command a new command_id",
+                )
+            return recorded.reply.as_duplicate()
         try:
             decision: Decision = HANDLERS[type(command)](unit, command, now)
         except DomainError as error:
@@ -148,7 +179,7 @@ class FlowledgerApplication(Application):  # type: ignore[type-arg]
             )
             return _rejected(command, "command.failed", f"{type(error).__name__}: {error}")
         reply = decision.reply(command)
-        unit.record(command.command_id, reply)
+        unit.record(command, digest, reply)
         return reply
 
     # --- reads used by adapters and tests ----------------------------------------------------
@@ -200,7 +231,7 @@ def _rejected(command: AnyCommand, code: str, message: str) -> Reply:
     return Reply(
         command_id=command.command_id,
         outcome="rejected",
-        error=ReplyError(code=code, message=message),
+        error=ReplyError(code=code, message=bounded(message, MAX_REASON_CHARS)),
         account_id=command.account_id,
         workflow_name=command.workflow_name,
         instance_id=getattr(command, "instance_id", None),

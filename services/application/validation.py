@@ -31,7 +31,8 @@ def check_json_size(what: str, value: Any) -> None:
     size = len(msgspec.json.encode(value))
     if size > MAX_JSON_BYTES:
         raise PayloadTooLarge(
-            f"{what} is {size} bytes of JSON; the limit is {MAX_JSON_BYTES} (1 MiB)"
+            f"{what} is {size} bytes of JSON; the limit is {MAX_JSON_BYTES} "
+            f"({MAX_JSON_BYTES // 1024} KiB)"
         )
 
 

@@ -22,12 +22,13 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from services.infra.docker_engine import docker_available
@@ -396,25 +397,42 @@ async def _wait_ready(bootstrap: str, pid: int, timeout: float) -> None:
 # --- topics --------------------------------------------------------------------------------------
 
 
-async def ensure_topics(bootstrap: str, topics: dict[str, int]) -> None:
+TopicConfigs = Mapping[str, Mapping[str, str]]
+
+
+async def ensure_topics(
+    bootstrap: str, topics: dict[str, int], configs: TopicConfigs | None = None
+) -> None:
     """Create ``topics`` (name -> partition count) unless they exist; wait until they are usable.
 
     An existing topic with another partition count is an error: keys would hash to other partitions
-    than the code that declares them expects.
+    than the code that declares them expects. ``configs`` (name -> topic config) are set at
+    creation, and on a topic that already exists with other values (e.g. created by an older
+    version), keeping whatever else was set on it.
     """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         await admin.start()
-        await _ensure_topics(admin, topics, timeout=30.0)
+        await _ensure_topics(admin, topics, timeout=30.0, configs=configs or {})
+        if configs:
+            await _reconcile_configs(admin, configs)
     finally:
         await admin.close()
 
 
 async def _ensure_topics(
-    admin: AIOKafkaAdminClient, topics: dict[str, int], *, timeout: float
+    admin: AIOKafkaAdminClient,
+    topics: dict[str, int],
+    *,
+    timeout: float,
+    configs: TopicConfigs | None = None,
 ) -> None:
+    configs = configs or {}  # the readiness probe declares none
     response = await admin.create_topics(
-        [NewTopic(name, partitions, 1) for name, partitions in topics.items()]
+        [
+            NewTopic(name, partitions, 1, topic_configs=dict(configs.get(name, {})))
+            for name, partitions in topics.items()
+        ]
     )
     for name, code, *message in response.topic_errors:
         error = for_code(code)
@@ -438,6 +456,51 @@ async def _ensure_topics(
         if time.monotonic() > deadline:
             raise KafkaProvisioningError(f"topics not ready after {timeout:.0f}s: {pending}")
         await asyncio.sleep(0.1)
+
+
+_DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs v1+ config_source: set on the topic itself
+
+
+async def _reconcile_configs(admin: AIOKafkaAdminClient, configs: TopicConfigs) -> None:
+    """Sets declared configs that differ on existing topics. AlterConfigs replaces a topic's
+    whole set of overrides, so each topic's current overrides are sent along. Best effort: a
+    cluster may not let this client alter topics, which is no reason not to start, so a
+    failure is logged for the operator to set the values instead."""
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in configs]
+    changes = []
+    for response in await admin.describe_configs(resources):
+        for error_code, message, _type, name, entries, *_ in response.resources:
+            declared = dict(configs.get(name, {}))
+            if error_code:
+                _log.warning(
+                    "topic %s: cannot read its configs to set %s: %s", name, declared, message
+                )
+                continue
+            current = _overrides(entries, response.API_VERSION)
+            if current is not None and any(current.get(k) != v for k, v in declared.items()):
+                changes.append(ConfigResource(ConfigResourceType.TOPIC, name, current | declared))
+    if not changes:
+        return
+    for response in await admin.alter_configs(changes):
+        for error_code, message, _type, name, *_ in response.resources:
+            if error_code:
+                _log.warning("topic %s: cannot set its declared configs: %s", name, message)
+            else:
+                _log.info("topic %s: set its declared configs %s", name, dict(configs[name]))
+
+
+def _overrides(entries: list[Any], version: int) -> dict[str, str] | None:
+    """A topic's own config values; None when one is sensitive (its value is not returned,
+    so it could not be sent back: leave such a topic alone)."""
+    overrides = {}
+    for name, value, _read_only, default_or_source, sensitive, *_ in entries:
+        own = not default_or_source if version == 0 else default_or_source == _DYNAMIC_TOPIC_CONFIG
+        if own and (sensitive or value is None):
+            _log.warning("topic config %s is sensitive: not reconciling the topic's configs", name)
+            return None
+        if own:
+            overrides[name] = value
+    return overrides
 
 
 # --- resolution ----------------------------------------------------------------------------------

@@ -8,21 +8,22 @@ A crash before that redelivers the batch; command records answer the repeats as 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 
 from contracts import topics as t
 from services.application.app import FlowledgerApplication
 from services.metrics import Metrics
-from services.roles.intake import Record, decode_records
+from services.roles.intake import DeadLetter, Record, decode_records
 from services.roles.sending import Outgoing, send_all
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ def register_commands_role(
         batch_timeout_ms=10,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        parser=_without_headers,
+        decoder=_undecoded,
     )
     async def on_commands(msg: KafkaMessage) -> None:
         started = time.perf_counter()
@@ -65,20 +68,7 @@ def register_commands_role(
         answers = [*zip(replies, keys, strict=True), *intake.replies]
         encode = msgspec.json.encode
         sends = [Outgoing(topics.replies, encode(reply), key) for reply, key in answers]
-        sends += [
-            Outgoing(
-                topics.dead_letters,
-                dead.record.value or b"",
-                dead.record.key,
-                headers=(
-                    (t.DLQ_REASON, dead.reason.encode()),
-                    (t.DLQ_SOURCE_TOPIC, dead.record.topic.encode()),
-                    (t.DLQ_SOURCE_PARTITION, str(dead.record.partition).encode()),
-                    (t.DLQ_SOURCE_OFFSET, str(dead.record.offset).encode()),
-                ),
-            )
-            for dead in intake.dead_letters
-        ]
+        sends += [_dead_letter(dead, topics.dead_letters) for dead in intake.dead_letters]
         for dead in intake.dead_letters:
             log.warning(
                 "dead-lettered %s[%d]@%d: %s",
@@ -99,6 +89,37 @@ def register_commands_role(
         metrics.batch_seconds.observe(time.perf_counter() - started)
         for reply, key in answers:
             _log_reply(reply, key)
+
+
+async def _without_headers(
+    records: tuple[ConsumerRecord[bytes, bytes], ...],
+    parse: Callable[[tuple[ConsumerRecord[bytes, bytes], ...]], Awaitable[Any]],
+) -> Any:
+    """FastStream's parser decodes every header as UTF-8: one record with a header that is not
+    text (or has no value) would fail its batch, forever. The commands role reads no headers."""
+    return await parse(tuple(dataclasses.replace(record, headers=()) for record in records))
+
+
+def _undecoded(msg: KafkaMessage) -> Any:
+    """FastStream would JSON-decode every body, and fail the batch on one it cannot (nested too
+    deep, say); the intake decodes them itself, within its limits."""
+    return msg.body
+
+
+def _dead_letter(dead: DeadLetter, topic: str) -> Outgoing:
+    key, value = dead.key_and_value()
+    return Outgoing(
+        topic,
+        value,
+        key,
+        headers=(
+            # Reasons are Flowledger's own text, but a header must encode whatever they echo.
+            (t.DLQ_REASON, dead.reason.encode("utf-8", "backslashreplace")),
+            (t.DLQ_SOURCE_TOPIC, dead.record.topic.encode()),
+            (t.DLQ_SOURCE_PARTITION, str(dead.record.partition).encode()),
+            (t.DLQ_SOURCE_OFFSET, str(dead.record.offset).encode()),
+        ),
+    )
 
 
 def _log_reply(reply: Any, key: bytes | None) -> None:

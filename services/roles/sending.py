@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 
+from contracts.limits import MAX_MESSAGE_BYTES
+
 JSON_HEADERS = (("content-type", b"application/json"),)
 
 
@@ -31,6 +33,9 @@ def producer_for(bootstrap: str) -> AIOKafkaProducer:
         enable_idempotence=True,  # forces acks=all: a confirmed message is replicated
         linger_ms=2,
         max_batch_size=256 * 1024,
+        # As large as the topics it writes to allow (ensure_topics declares it), so that a
+        # dead letter of a whole command record, or a large event, is not refused here.
+        max_request_size=MAX_MESSAGE_BYTES,
     )
 
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import msgspec
+
 from contracts import commands as c
+from contracts.replies import Reply
+from services.application.command_log import CommandRecord
 from services.bootstrap import build_application
 from services.settings import Settings
 
@@ -141,4 +145,94 @@ def test_bulk_create_skips_ids_that_already_exist(store_url: str, new_id: str) -
     )
     assert reply.outcome == "accepted" and reply.instances is not None
     assert [(i.instance_id, i.skipped) for i in reply.instances] == [("old", True), ("new", False)]
+    app.close()
+
+
+# --- a command_id names one command: reusing it for another is refused, not a duplicate ------
+
+
+def _registered(app, account: str) -> None:  # type: ignore[no-untyped-def]
+    register = c.RegisterWorkflow(command_id=_cid(), account_id=account, workflow_name="wf")
+    assert app.handle([register], NOW)[0].outcome == "accepted"
+
+
+def _assert_id_reused(reply: Reply, command: c.CreateInstance, secret: str) -> None:
+    assert reply.outcome == "rejected" and reply.error is not None
+    assert reply.error.code == "command.id_reused"
+    # Only the new command's own names: nothing of the command that used the id first.
+    assert (reply.account_id, reply.instance_id) == (command.account_id, command.instance_id)
+    assert reply.version is None and reply.version_id is None
+    assert secret not in msgspec.json.encode(reply).decode()
+
+
+def test_a_command_id_reused_with_other_content_is_refused_after_a_restart(
+    store_url: str, new_id: str
+) -> None:
+    account = f"acc{new_id}"
+    app = _app(store_url)
+    _registered(app, account)
+    first = c.CreateInstance(
+        command_id=_cid(), account_id=account, workflow_name="wf", instance_id="first-one"
+    )
+    assert app.handle([first], NOW)[0].outcome == "accepted"
+    app.close()
+
+    restarted = _app(store_url)
+    head = restarted.recorder.max_notification_id()
+    other = msgspec.structs.replace(first, instance_id="second", params={"n": 2})
+    [reply] = restarted.handle([other], NOW)
+    _assert_id_reused(reply, other, secret="first-one")
+    assert restarted.recorder.max_notification_id() == head  # nothing stored
+    [again] = restarted.handle([first], NOW)
+    assert again.outcome == "duplicate" and again.instance_id == "first-one"
+    restarted.close()
+
+
+def test_a_command_id_reused_by_another_account_is_refused_without_the_first_reply(
+    store_url: str, new_id: str
+) -> None:
+    mine, theirs = f"acc{new_id}", f"other{new_id}"
+    app = _app(store_url)
+    _registered(app, mine)
+    _registered(app, theirs)
+    first = c.CreateInstance(
+        command_id=_cid(), account_id=mine, workflow_name="wf", instance_id="private"
+    )
+    app.handle([first], NOW)
+    probe = msgspec.structs.replace(first, account_id=theirs, instance_id="probe")
+    [reply] = app.handle([probe], NOW)
+    _assert_id_reused(reply, probe, secret="private")
+    app.close()
+
+
+def test_a_command_id_reused_within_one_batch_is_refused_and_a_repeat_is_a_duplicate(
+    store_url: str, new_id: str
+) -> None:
+    account = f"acc{new_id}"
+    app = _app(store_url)
+    _registered(app, account)
+    first = c.CreateInstance(
+        command_id=_cid(), account_id=account, workflow_name="wf", instance_id="first-one"
+    )
+    other = msgspec.structs.replace(first, instance_id="second-one")
+    same = msgspec.structs.replace(first, command_id=first.command_id.upper())
+    replies = app.handle([first, other, same], NOW)
+    assert [r.outcome for r in replies] == ["accepted", "rejected", "duplicate"]
+    _assert_id_reused(replies[1], other, secret="first-one")
+    app.close()
+
+
+def test_a_record_kept_before_digests_answers_its_id_as_a_duplicate(
+    store_url: str, new_id: str
+) -> None:
+    account = f"acc{new_id}"
+    app = _app(store_url)
+    command = c.StartRun(command_id=_cid(), account_id=account, workflow_name="wf", instance_id="i")
+    old = Reply(command_id=command.command_id, outcome="accepted", status="running", version=2)
+    record = CommandRecord(command_id=command.command_id, reply=msgspec.to_builtins(old), digest="")
+    [accepted] = record.collect_events()
+    del accepted.__dict__["digest"]  # as it was stored before digests were kept
+    app.recorder.insert_events([app.mapper.to_stored_event(accepted)])
+    [reply] = app.handle([command], NOW)
+    assert (reply.outcome, reply.status, reply.version) == ("duplicate", "running", 2)
     app.close()

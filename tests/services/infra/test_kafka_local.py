@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from services.infra.kafka_local import (
     KafkaProvisioningError,
@@ -105,6 +106,38 @@ async def test_ensure_topics_rejects_an_existing_topic_with_other_partitions(
     await ensure_topics(kafka_bootstrap, {topic: 2})
     with pytest.raises(KafkaProvisioningError, match="2 partitions, 4 declared"):
         await ensure_topics(kafka_bootstrap, {topic: 4})
+
+
+async def _topic_overrides(bootstrap: str, topic: str) -> dict[str, str]:
+    """The configs set on the topic itself (not inherited from the broker)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        await admin.close()
+    [(_, _, _, _, entries, *_)] = response.resources
+    return {name: value for name, value, _, source, *_ in entries if source == 1}
+
+
+@pytest.mark.kafka
+async def test_ensure_topics_creates_topics_with_their_declared_configs(
+    kafka_bootstrap: str,
+) -> None:
+    topic = _topic("configured")
+    await ensure_topics(kafka_bootstrap, {topic: 1}, {topic: {"max.message.bytes": "1114112"}})
+    assert (await _topic_overrides(kafka_bootstrap, topic))["max.message.bytes"] == "1114112"
+
+
+@pytest.mark.kafka
+async def test_ensure_topics_sets_declared_configs_on_an_existing_topic_and_keeps_the_rest(
+    kafka_bootstrap: str,
+) -> None:
+    topic = _topic("older")
+    await ensure_topics(kafka_bootstrap, {topic: 1}, {topic: {"retention.ms": "3600000"}})
+    await ensure_topics(kafka_bootstrap, {topic: 1}, {topic: {"max.message.bytes": "1114112"}})
+    overrides = await _topic_overrides(kafka_bootstrap, topic)
+    assert overrides == {"retention.ms": "3600000", "max.message.bytes": "1114112"}
 
 
 @pytest.mark.kafka
