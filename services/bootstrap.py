@@ -194,6 +194,7 @@ async def start_service(
             gateway=service.gateway,
             base_url=settings.base_url,
             sdk_secret=settings.sdk_token_secret,
+            sdk_token_ttl_s=settings.sdk_token_ttl_s,
             readiness=service.readiness,
         )
         service.api.state.metrics = service.metrics  # read by services.api.ops_routes

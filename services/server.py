@@ -16,13 +16,14 @@ import signal
 from collections.abc import Generator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 
 from services.api.ops_routes import create_ops_app
 from services.bootstrap import ROLES, start_service
 from services.infra.kafka_local import resolve_bootstrap
-from services.settings import Settings
+from services.settings import Settings, UnsafeSettings
 
 log = logging.getLogger("flowledger")
 
@@ -69,9 +70,15 @@ class _QuietServer(uvicorn.Server):
 
 async def serve(settings: Settings, roles: tuple[str, ...] = ROLES) -> None:
     configure_logging(settings.log_format)
-    if "api" in roles and not settings.api_tokens:
-        dev_token = "dev-" + secrets.token_urlsafe(12)
-        settings = settings.model_copy(update={"api_tokens": f"{dev_token}=*"})
+    dev_token = None
+    if "api" in roles:
+        try:
+            settings.check_api_role()  # before anything starts: no half-configured deployment
+        except UnsafeSettings as unsafe:
+            raise SystemExit(f"flowledger serve: {unsafe}") from None
+        if not settings.is_deployment:
+            dev_token = "dev-" + secrets.token_urlsafe(12)
+            settings = settings.model_copy(update={"api_tokens": f"{dev_token}=*"})
     bootstrap, release_kafka = (
         await asyncio.to_thread(resolve_bootstrap, settings.state_dir / "kafka")
         if not settings.kafka_bootstrap
@@ -96,7 +103,7 @@ async def serve(settings: Settings, roles: tuple[str, ...] = ROLES) -> None:
     elif settings.ops_port is not None:
         ops = create_ops_app(service.metrics, service.readiness)
         servers.append(_http(ops, settings.http_host, settings.ops_port))
-    _banner(settings, bootstrap, roles)
+    _banner(settings, bootstrap, roles, dev_token)
     try:
         await stop.wait()
     finally:
@@ -117,11 +124,15 @@ def _http(app: Any, host: str, port: int) -> tuple[_QuietServer, asyncio.Task[No
     return server, asyncio.create_task(server.serve())
 
 
-def _banner(settings: Settings, bootstrap: str, roles: tuple[str, ...]) -> None:
+def _banner(
+    settings: Settings, bootstrap: str, roles: tuple[str, ...], dev_token: str | None = None
+) -> None:
+    """What runs where. Configured api tokens are secrets and never printed (banners end up in
+    logs); a generated dev token is, as it is the only way in."""
     topics = settings.topics
     lines = [
         f"Flowledger is running (roles: {', '.join(roles)})",
-        f"  store:      {settings.store}",
+        f"  store:      {_without_password(settings.store)}",
         f"  kafka:      {bootstrap}",
         f"  commands:   {topics.commands}   replies: {topics.replies}",
         f"  events:     {topics.events}   dead letters: {topics.dead_letters}",
@@ -129,8 +140,10 @@ def _banner(settings: Settings, bootstrap: str, roles: tuple[str, ...]) -> None:
     if "api" in roles:
         url = f"http://{settings.http_host}:{settings.http_port}"
         lines += [f"  http:       {url}  (health: {url}/healthz)"]
-        for token, accounts in settings.tokens().items():
-            lines += [f"  token:      {token}  (accounts: {', '.join(sorted(accounts))})"]
+        if dev_token is not None:
+            lines += [f"  token:      {dev_token}  (dev token, every account)"]
+        else:
+            lines += [f"  tokens:     {len(settings.tokens())} from FLOWLEDGER_API_TOKENS"]
         lines += [
             f'  sdks:       Cloudflare(api_token=..., base_url="{url}/client/v4"); '
             f'onfido Configuration(api_token=..., host="{url}/v3.6")',
@@ -145,3 +158,10 @@ def _banner(settings: Settings, bootstrap: str, roles: tuple[str, ...]) -> None:
         log.info(lines[0])  # log shippers get JSON only; people read the text banner
         return
     print("\n".join(lines), flush=True)
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()

@@ -10,6 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topics import Topics
 
+MIN_SECRET_CHARS = 32
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLOWLEDGER_", extra="ignore")
@@ -43,7 +45,12 @@ class Settings(BaseSettings):
         default="", description="base URL readers reach the api at; default http://host:port"
     )
     sdk_token_secret: str = Field(
-        default="", description="signs Onfido sdk_tokens; default derived from api_tokens"
+        default="",
+        description="signs Onfido sdk_tokens (at least 32 characters); unset = random per "
+        "process, refused when api_tokens are set",
+    )
+    sdk_token_ttl_s: float = Field(
+        default=3600.0, gt=0, description="how long an Onfido sdk_token stays valid"
     )
     log_format: Literal["text", "json"] = Field(
         default="text", description="json: one JSON object per log line (instance_key, command_id)"
@@ -77,7 +84,45 @@ class Settings(BaseSettings):
         table: dict[str, frozenset[str]] = {}
         for pair in filter(None, (p.strip() for p in self.api_tokens.split(";"))):
             token, _, accounts = pair.partition("=")
+            token = token.strip()
             if not token or not accounts:
-                raise ValueError(f"FLOWLEDGER_API_TOKENS entry {pair!r} is not token=account[,...]")
-            table[token.strip()] = frozenset(a.strip() for a in accounts.split(",") if a.strip())
+                raise ValueError("a FLOWLEDGER_API_TOKENS entry is not token=account[,...]")
+            if not _sendable(token):
+                # Never echoed: the value is a secret. HTTP headers carry it as latin-1, so a
+                # token outside printable ASCII could never be presented as configured.
+                raise ValueError("a FLOWLEDGER_API_TOKENS token is not printable ASCII")
+            table[token] = frozenset(a.strip() for a in accounts.split(",") if a.strip())
         return table
+
+    @property
+    def is_deployment(self) -> bool:
+        """Tokens were configured: a deployment, where api replicas may sit behind one address,
+        rather than `make run`'s one process with a generated dev token."""
+        return bool(self.api_tokens.strip())
+
+    def check_api_role(self) -> None:
+        """Raises UnsafeSettings when the api role must not start with these settings: in a
+        deployment every replica has to sign sdk_tokens with one configured, strong secret.
+        (Checked here rather than by a validator, whose error would echo the secret.)"""
+        secret = self.sdk_token_secret
+        if self.is_deployment and not secret:
+            raise UnsafeSettings(
+                f"FLOWLEDGER_SDK_TOKEN_SECRET is required when FLOWLEDGER_API_TOKENS is set: "
+                f"{_SECRET_HOW}"
+            )
+        if secret and len(secret) < MIN_SECRET_CHARS:
+            raise UnsafeSettings(f"FLOWLEDGER_SDK_TOKEN_SECRET is too short: {_SECRET_HOW}")
+
+
+_SECRET_HOW = (
+    f"{MIN_SECRET_CHARS} random characters or more, the same on every api replica "
+    "(e.g. from `openssl rand -hex 32`)"
+)
+
+
+class UnsafeSettings(ValueError):
+    """The settings lack something the chosen roles need to run safely."""
+
+
+def _sendable(token: str) -> bool:
+    return token.isascii() and token.isprintable()

@@ -101,6 +101,7 @@ def test_each_roles_settings_parse(
     assert settings.http_host == "0.0.0.0"  # reachable by the other containers
     if role == "api":
         assert settings.api_tokens and settings.tokens()
+        settings.check_api_role()  # the api role would start: its sdk-token secret is set
     else:
         assert settings.ops_port is not None  # its health check and /metrics live there
 

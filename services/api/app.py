@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +12,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from projections.document_view import DocumentView
-from services.api import cloudflare_routes, onfido_routes, ops_routes, run_routes, workflow_routes
+from services.api import (
+    cloudflare_routes,
+    onfido_routes,
+    ops_routes,
+    run_routes,
+    sdk_tokens,
+    workflow_routes,
+)
+from services.api.auth import ApiTokens
+from services.api.body_guard import BodyGuard
 from services.api.envelope import http_error, still_pending, validation_error
 from services.api.gateway import CommandGateway
 from services.api.writes import StillPending
@@ -37,15 +46,19 @@ def create_api(
     gateway: CommandGateway | None = None,
     base_url: str = "http://127.0.0.1:8787",
     sdk_secret: str = "",
+    sdk_token_ttl_s: float = sdk_tokens.DEFAULT_TTL_S,
     readiness: Callable[[], dict[str, Any]],
 ) -> FastAPI:
     api = FastAPI(title="Flowledger", version="0.1.0", dependencies=[Depends(reject_nul_in_query)])
-    api.state.tokens = tokens
+    api.state.api_tokens = ApiTokens(tokens)
     api.state.views = views
     api.state.gateway = gateway
     api.state.base_url = base_url
-    # Unset, the secret derives from the api tokens: replicas with one config agree on it.
-    api.state.sdk_secret = sdk_secret or hashlib.sha256(repr(sorted(tokens)).encode()).hexdigest()
+    # Unset, a random secret: sdk_tokens then work only on this process, until it restarts
+    # (a deployment sets one; services.settings refuses to start it without).
+    api.state.sdk_secret = sdk_secret or secrets.token_hex(32)
+    api.state.sdk_token_ttl_s = sdk_token_ttl_s
+    api.add_middleware(BodyGuard)
     api.add_exception_handler(StarletteHTTPException, http_error)
     api.add_exception_handler(RequestValidationError, validation_error)
     api.add_exception_handler(StillPending, still_pending)

@@ -1,7 +1,14 @@
-"""Bearer and `Token token=` authentication; each token sees only its own accounts."""
+"""Bearer and `Token token=` authentication; each token sees only its own accounts.
+
+Whatever arrives in the header (any length, any characters, any encoding) ends in a Principal
+or a 401: nothing here raises anything else.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
@@ -40,20 +47,47 @@ def _token_from(header: str) -> str | None:
     return None
 
 
+class ApiTokens:
+    """The configured api tokens, checked in constant time.
+
+    Each is kept as its SHA-256 digest, and a presented token's digest is compared with every
+    one of them by `hmac.compare_digest`, without stopping at a match: how long a check takes
+    depends on how many tokens are configured, never on how much of one a guess got right.
+    (Comparing digests, not the tokens, also makes the comparison independent of length.)
+    """
+
+    def __init__(self, tokens: Mapping[str, frozenset[str]]) -> None:
+        self._digests = [(_digest(token), accounts) for token, accounts in tokens.items()]
+
+    def accounts_of(self, token: str) -> frozenset[str] | None:
+        presented = _digest(token)
+        found = None
+        for digest, accounts in self._digests:
+            if hmac.compare_digest(digest, presented):
+                found = accounts
+        return found
+
+
+def _digest(token: str) -> bytes:
+    # surrogatepass: any str encodes, and distinct ones stay distinct.
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
 def authenticate(request: Request) -> Principal:
-    tokens: dict[str, frozenset[str]] = request.app.state.tokens
     token = _token_from(request.headers.get("authorization", ""))
-    if token is not None and token not in tokens:
+    if token is not None:
+        tokens: ApiTokens = request.app.state.api_tokens
+        accounts = tokens.accounts_of(token)
+        if accounts is not None:
+            return Principal(accounts)
         scoped = sdk_tokens.verify(request.app.state.sdk_secret, token)
         if scoped is not None:
             return Principal(frozenset({scoped[0]}), run_id=scoped[1])
-    if token is None or token not in tokens:
-        raise HTTPException(
-            status_code=401,
-            detail="missing or unknown token: send 'Authorization: Bearer <token>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return Principal(tokens[token])
+    raise HTTPException(
+        status_code=401,
+        detail="missing, malformed, unknown or expired token: send 'Authorization: Bearer <token>'",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
 def acting_account(caller: Principal, account_id: str | None) -> str:

@@ -66,11 +66,12 @@ class Pending(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorEnvelope, "description": description}
     for status, description in {
-        400: "invalid request or command",
-        401: "missing or unknown token",
+        400: "invalid request or command (NaN, Infinity, JSON nested too deep included)",
+        401: "missing, malformed, unknown or expired token",
         404: "no such account, workflow, instance or step (or not visible to this token)",
         409: "the command conflicts with the instance's state",
-        413: "payload larger than 1 MiB",
+        413: "request body, or a value in it, too large",
+        415: "a request body not sent as application/json",
         422: "the request names something the instance does not have",
         503: "this process does not accept writes",
     }.items()

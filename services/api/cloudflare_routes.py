@@ -10,7 +10,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, Response
 
 from contracts.keys import instance_global_id
 from contracts.limits import MAX_BATCH, NAME_PATTERN
@@ -34,6 +34,7 @@ from services.api.cloudflare_models import (
 )
 from services.api.envelope import ok
 from services.api.paging import decode_cursor, encode_cursor
+from services.api.rendering import answer
 from services.api.writes import submit
 
 router = APIRouter(
@@ -94,7 +95,7 @@ async def create_instance(
     workflow_name: WorkflowName,
     caller: Caller,
     item: Annotated[InstanceCreate | None, Body()] = None,
-) -> dict[str, Any]:
+) -> Response:
     _visible(caller, account_id)
     command = {
         "type": "CreateInstance",
@@ -102,7 +103,7 @@ async def create_instance(
     }
     reply = await submit(request, command)
     doc = await _document(request, account_id, workflow_name, reply.instance_id or "")
-    return ok(cf.list_item(doc))
+    return answer(request, ok(cf.list_item(doc)))
 
 
 @router.post(
@@ -117,7 +118,7 @@ async def create_instances(
     workflow_name: WorkflowName,
     caller: Caller,
     items: Annotated[list[InstanceCreate], Body(min_length=1, max_length=MAX_BATCH)],
-) -> dict[str, Any]:
+) -> Response:
     _visible(caller, account_id)
     bodies = [_body(account_id, workflow_name, item) for item in items]
     for body in bodies:
@@ -134,7 +135,7 @@ async def create_instances(
         for item in reply.instances or []
     ]
     docs = await asyncio.to_thread(_view(request).get_many, keys)
-    return ok([cf.list_item(docs[key]) for key in keys if key in docs])
+    return answer(request, ok([cf.list_item(docs[key]) for key in keys if key in docs]))
 
 
 @router.get("", response_model_exclude_unset=True, response_model=Envelope[list[InstanceSummary]])
@@ -150,7 +151,7 @@ async def list_instances(
     per_page: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
     direction: Literal["asc", "desc"] | None = None,
-) -> dict[str, Any]:
+) -> Response:
     # The SDK's auto-pagination sends `page` on top of a cursor: pages then count from it.
     if direction is not None and cursor is None:
         raise HTTPException(status_code=400, detail="direction is only allowed with a cursor")
@@ -176,7 +177,7 @@ async def list_instances(
     info["page"] = page or 1
     if len(docs) > per_page:
         info["cursor"] = encode_cursor(shown[-1]["created_on"], shown[-1]["global_id"])
-    return ok([cf.list_item(d) for d in shown], info)
+    return answer(request, ok([cf.list_item(d) for d in shown], info))
 
 
 def _utc(value: datetime) -> datetime:
@@ -194,7 +195,7 @@ async def get_instance(
     caller: Caller,
     order: Literal["asc", "desc"] = "asc",
     simple: bool = False,
-) -> dict[str, Any]:
+) -> Response:
     _visible(caller, account_id)
     doc = await _document(request, account_id, workflow_name, instance_id)
     response = cf.get_response(doc)
@@ -202,7 +203,7 @@ async def get_instance(
         response["steps"] = []
     elif order == "desc":
         response["steps"] = response["steps"][::-1]
-    return ok(response)
+    return answer(request, ok(response))
 
 
 @router.get(
@@ -217,13 +218,13 @@ async def get_step(
     name: Annotated[str, Query(min_length=1, max_length=256)],
     type: Literal["step", "sleep", "waitForEvent"] | None = None,
     attempt: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
-) -> dict[str, Any]:
+) -> Response:
     _visible(caller, account_id)
     doc = await _document(request, account_id, workflow_name, instance_id)
     result = cf.step_response(doc, name, type, attempt)
     if result is None:
         raise HTTPException(status_code=404, detail=f"step {name!r} not found")
-    return ok(result)
+    return answer(request, ok(result))
 
 
 @router.patch(
@@ -239,7 +240,7 @@ async def edit_status(
     instance_id: InstanceId,
     caller: Caller,
     edit: StatusEdit,
-) -> dict[str, Any]:
+) -> Response:
     _visible(caller, account_id)
     command: dict[str, Any] = {
         "type": "ChangeStatus",
@@ -252,7 +253,7 @@ async def edit_status(
     if edit.from_ is not None:
         command["from"] = {**edit.from_.model_dump(), "type": edit.from_.step_type}
     reply = await submit(request, command)
-    return ok({"status": reply.status, "timestamp": iso(datetime.now(UTC))})
+    return answer(request, ok({"status": reply.status, "timestamp": iso(datetime.now(UTC))}))
 
 
 @router.post(
@@ -269,7 +270,7 @@ async def send_event(
     event_type: EventType,
     caller: Caller,
     payload: Annotated[Any, Body()] = None,
-) -> dict[str, Any]:
+) -> Response:
     _visible(caller, account_id)
     command = {
         "type": "SendEvent",
@@ -280,4 +281,4 @@ async def send_event(
         "payload": payload,
     }
     await submit(request, command)
-    return ok({"instanceId": instance_id, "timestamp": iso(datetime.now(UTC))})
+    return answer(request, ok({"instanceId": instance_id, "timestamp": iso(datetime.now(UTC))}))

@@ -10,7 +10,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 # Cloudflare error codes are >= 1000; ours keep HTTP's meaning readable in the last digits.
-ERROR_CODES = {400: 10400, 401: 10401, 403: 10403, 404: 10404, 405: 10405, 409: 10409, 422: 10422}
+ERROR_CODES = {
+    400: 10400, 401: 10401, 403: 10403, 404: 10404, 405: 10405, 409: 10409, 413: 10413,
+    415: 10415, 422: 10422,
+}  # fmt: skip
 
 
 def ok(result: Any, result_info: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -47,6 +50,9 @@ CODES_BY_REASON = {
     "command.invalid": 10111,
     "command.failed": 10112,
     "instance.id_reserved": 10113,
+    "command.too_large": 10114,
+    "command.too_deep": 10115,
+    "command.not_json": 10116,
 }
 
 ONFIDO_PREFIX = "/v3.6"
@@ -62,10 +68,16 @@ def onfido_failure(status: int, message: str, fields: dict[str, Any] | None = No
     )
 
 
-def _answer(request: Request, status: int, message: str, code: int | None = None) -> JSONResponse:
-    if request.url.path.startswith(ONFIDO_PREFIX):
-        return onfido_failure(status, message)
-    return failure(status, message, code)
+def dialect_failure(path: str, status: int, message: str, code: int | None = None) -> JSONResponse:
+    """An error in the shape of the API that `path` belongs to (Onfido's, else the v4 one)."""
+    if path.startswith(ONFIDO_PREFIX):
+        response = onfido_failure(status, message)
+    else:
+        response = failure(status, message, code)
+    if status < 500:
+        # Stainless SDKs (cloudflare) retry 409s by default; a rejection will not change.
+        response.headers["x-should-retry"] = "false"
+    return response
 
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -73,10 +85,8 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
         raise TypeError(f"not an HTTP exception: {exc!r}")
     reason = getattr(exc, "code", None)
     message = f"{reason}: {exc.detail}" if reason else str(exc.detail)
-    response = _answer(request, exc.status_code, message, CODES_BY_REASON.get(reason or ""))
-    if exc.status_code < 500:
-        # Stainless SDKs (cloudflare) retry 409s by default; a rejection will not change.
-        response.headers["x-should-retry"] = "false"
+    code = CODES_BY_REASON.get(reason or "")
+    response = dialect_failure(request.url.path, exc.status_code, message, code)
     if exc.headers:
         response.headers.update(exc.headers)
     return response

@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.keys import instance_global_id
@@ -23,6 +23,7 @@ from projections.document_view import Query as ViewQuery
 from projections.timestamps import iso
 from services.api import sdk_tokens
 from services.api.auth import Principal, acting_account, authenticate
+from services.api.rendering import answer
 from services.api.writes import StillPending, submit
 
 PAGE_SIZE = 20
@@ -84,9 +85,11 @@ class WorkflowRunCreate(BaseModel):
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": OnfidoErrorBody, "description": text}
     for status, text in {
-        400: "the body is not JSON",
-        401: "missing or unknown token",
+        400: "the body is not JSON, or holds NaN, Infinity or JSON nested too deep",
+        401: "missing, malformed, unknown or expired token",
         404: "no such workflow run (or not visible to this token)",
+        413: "request body too large",
+        415: "a request body not sent as application/json",
         422: "invalid request",
     }.items()
 }
@@ -100,7 +103,8 @@ def _runs(request: Request) -> DocumentView:
 
 
 def _render(request: Request, doc: dict[str, Any]) -> dict[str, Any]:
-    token = sdk_tokens.mint(request.app.state.sdk_secret, doc["account_id"], doc["id"])
+    state = request.app.state
+    token = sdk_tokens.mint(state.sdk_secret, doc["account_id"], doc["id"], state.sdk_token_ttl_s)
     base = f"{request.app.state.base_url}/v3.6"
     return onfido_run.render(doc, dashboard_base=base, sdk_token=token)
 
@@ -114,7 +118,7 @@ def _render(request: Request, doc: dict[str, Any]) -> dict[str, Any]:
 )
 async def create_workflow_run(
     request: Request, body: WorkflowRunCreate, caller: Caller, account_id: str | None = None
-) -> dict[str, Any]:
+) -> Response:
     account = acting_account(caller, account_id)
     workflow = await asyncio.to_thread(
         request.app.state.views[workflows.VIEW_NAME].get, str(body.workflow_id)
@@ -136,17 +140,15 @@ async def create_workflow_run(
     doc = await asyncio.to_thread(_runs(request).get, key)
     if doc is None:  # accepted, yet not projected within the write timeout
         raise StillPending(reply.command_id)
-    return _render(request, doc)
+    return answer(request, _render(request, doc))
 
 
 @router.get("/{workflow_run_id}", response_model=WorkflowRun, response_model_exclude_unset=True)
-async def find_workflow_run(
-    request: Request, workflow_run_id: UUID, caller: Caller
-) -> dict[str, Any]:
+async def find_workflow_run(request: Request, workflow_run_id: UUID, caller: Caller) -> Response:
     doc = await asyncio.to_thread(_runs(request).get, str(workflow_run_id))
     if doc is None or not caller.may_read_run(doc["account_id"], doc["id"]):
         raise HTTPException(status_code=404, detail=f"workflow run {workflow_run_id} not found")
-    return _render(request, doc)
+    return answer(request, _render(request, doc))
 
 
 @router.get("", response_model=list[WorkflowRun], response_model_exclude_unset=True)
@@ -161,7 +163,7 @@ async def list_workflow_runs(
     applicant_id: UUID | None = None,
     tags: Annotated[str | None, Query(max_length=4096)] = None,
     account_id: str | None = None,
-) -> list[dict[str, Any]]:
+) -> Response:
     query = ViewQuery(
         account_id=acting_account(caller, account_id),
         statuses=tuple(s.strip() for s in status.split(",") if s.strip()) if status else (),
@@ -173,7 +175,8 @@ async def list_workflow_runs(
         limit=PAGE_SIZE,
         offset=(page - 1) * PAGE_SIZE,
     )
-    return [_render(request, doc) for doc in await asyncio.to_thread(_runs(request).find, query)]
+    docs = await asyncio.to_thread(_runs(request).find, query)
+    return answer(request, [_render(request, doc) for doc in docs])
 
 
 def _start(value: date | datetime) -> datetime:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel
 
 from projections import agent_run, staged_instance
@@ -24,6 +24,7 @@ from projections.instance_status import TERMINAL
 from services.api.auth import Principal, acting_account, authenticate
 from services.api.cloudflare_models import ERROR_RESPONSES
 from services.api.paging import decode_cursor, encode_cursor
+from services.api.rendering import answer
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 Caller = Annotated[Principal, Depends(authenticate)]
@@ -127,7 +128,7 @@ async def list_runs(
     cursor: Cursor = None,
     limit: Limit = 50,
     account_id: str | None = None,
-) -> dict[str, Any]:
+) -> Response:
     equals = {
         "workspaceId": workspace,
         "parentRunId": str(parent) if parent else None,
@@ -140,12 +141,14 @@ async def list_runs(
         descending=True,
         limit=limit,
     )
-    return await _page(request, agent_run.VIEW_NAME, query, cursor, agent_run.render)
+    page = await _page(request, agent_run.VIEW_NAME, query, cursor, agent_run.render)
+    return answer(request, page)
 
 
 @router.get("/runs/{run_id}", response_model=Run, tags=["runs"])
-async def get_run(request: Request, run_id: UUID, caller: Caller) -> dict[str, Any]:
-    return agent_run.render(await _one(request, caller, agent_run.VIEW_NAME, run_id))
+async def get_run(request: Request, run_id: UUID, caller: Caller) -> Response:
+    doc = await _one(request, caller, agent_run.VIEW_NAME, run_id)
+    return answer(request, agent_run.render(doc))
 
 
 @router.get(
@@ -162,7 +165,7 @@ async def list_workflow_instances(
     cursor: Cursor = None,
     limit: Limit = 50,
     account_id: str | None = None,
-) -> dict[str, Any]:
+) -> Response:
     statuses = () if terminated is None else TERMINAL if terminated else NOT_TERMINAL
     query = ViewQuery(
         account_id=acting_account(caller, account_id),
@@ -171,7 +174,8 @@ async def list_workflow_instances(
         descending=True,
         limit=limit,
     )
-    return await _page(request, staged_instance.VIEW_NAME, query, cursor, staged_instance.render)
+    page = await _page(request, staged_instance.VIEW_NAME, query, cursor, staged_instance.render)
+    return answer(request, page)
 
 
 @router.get(
@@ -180,9 +184,6 @@ async def list_workflow_instances(
     response_model_exclude_unset=True,
     tags=["staged"],
 )
-async def get_workflow_instance(
-    request: Request, instance_id: UUID, caller: Caller
-) -> dict[str, Any]:
-    return staged_instance.render(
-        await _one(request, caller, staged_instance.VIEW_NAME, instance_id)
-    )
+async def get_workflow_instance(request: Request, instance_id: UUID, caller: Caller) -> Response:
+    doc = await _one(request, caller, staged_instance.VIEW_NAME, instance_id)
+    return answer(request, staged_instance.render(doc))

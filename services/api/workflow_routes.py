@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, Response
 
 from contracts.keys import workflow_global_id
 from contracts.limits import NAME_PATTERN
@@ -21,6 +21,7 @@ from services.api.cloudflare_models import (
     WorkflowPut,
 )
 from services.api.envelope import ok
+from services.api.rendering import answer
 from services.api.writes import submit
 
 router = APIRouter(
@@ -60,7 +61,7 @@ async def put_workflow(
     workflow_name: WorkflowName,
     caller: Caller,
     body: Annotated[WorkflowPut | None, Body()] = None,
-) -> dict[str, Any]:
+) -> Response:
     if not caller.may_see(account_id):
         raise HTTPException(status_code=404, detail="account not found")
     fields = (body or WorkflowPut()).model_dump(exclude_none=True)
@@ -71,7 +72,8 @@ async def put_workflow(
         **fields,
     }
     await submit(request, command)
-    return ok(workflows.render(await _workflow(request, caller, account_id, workflow_name)))
+    doc = await _workflow(request, caller, account_id, workflow_name)
+    return answer(request, ok(workflows.render(doc)))
 
 
 @router.get(
@@ -79,8 +81,9 @@ async def put_workflow(
 )
 async def get_workflow(
     request: Request, account_id: AccountId, workflow_name: WorkflowName, caller: Caller
-) -> dict[str, Any]:
-    return ok(workflows.render(await _workflow(request, caller, account_id, workflow_name)))
+) -> Response:
+    doc = await _workflow(request, caller, account_id, workflow_name)
+    return answer(request, ok(workflows.render(doc)))
 
 
 @router.get("", response_model=Envelope[list[Workflow]], response_model_exclude_unset=True)
@@ -90,7 +93,7 @@ async def list_workflows(
     caller: Caller,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     per_page: Annotated[int, Query(ge=1, le=100)] = 50,
-) -> dict[str, Any]:
+) -> Response:
     if not caller.may_see(account_id):
         raise HTTPException(status_code=404, detail="account not found")
     query = ViewQuery(account_id=account_id, limit=per_page, offset=(page - 1) * per_page)
@@ -99,4 +102,4 @@ async def list_workflows(
         asyncio.to_thread(view.find, query), asyncio.to_thread(view.count, query)
     )
     info = {"count": len(docs), "per_page": per_page, "total_count": total, "page": page}
-    return ok([workflows.render(d) for d in docs], info)
+    return answer(request, ok([workflows.render(d) for d in docs], info))

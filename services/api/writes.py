@@ -23,6 +23,9 @@ STATUS_BY_CODE = {
     "limit.exceeded": 400,
     "payload.too_large": 413,
     "command.invalid": 400,
+    "command.too_large": 413,
+    "command.too_deep": 400,
+    "command.not_json": 400,
     "command.failed": 500,
 }
 

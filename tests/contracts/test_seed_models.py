@@ -33,6 +33,7 @@ from contracts import events as ev
 from projections import agent_run, cloudflare_instance, onfido_run, staged_instance
 from projections.document_view import Query
 from services.api import cloudflare_routes, onfido_routes, run_routes
+from services.api.auth import ApiTokens
 from tests.projections.events_factory import Story
 
 EXACT = ConfigDict(extra="forbid", strict=True)
@@ -532,8 +533,9 @@ def _client(docs: dict[str, list[dict[str, Any]]]) -> TestClient:
         name: _MemoryView(found, "global_id" if name == cloudflare_instance.VIEW_NAME else "id")
         for name, found in docs.items()
     }
-    app.state.tokens = {"tok": frozenset({"*"})}
+    app.state.api_tokens = ApiTokens({"tok": frozenset({"*"})})
     app.state.sdk_secret = "secret"
+    app.state.sdk_token_ttl_s = 3600
     app.state.base_url = "https://flowledger.test"
     app.state.gateway = None
     return TestClient(app, headers={"Authorization": "Bearer tok"})

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from services.api.auth import ApiTokens
 from tests.fixtures.service import KafkaClient
 
 
@@ -163,7 +164,8 @@ async def test_http_requires_a_known_token_and_hides_other_accounts(
     await kafka.send(create)
     await kafka.reply(create["command_id"])
     path = f"/client/v4/accounts/{account}/workflows/wf/instances/secret"
-    service.api.state.tokens = {"mine": frozenset({account}), "theirs": frozenset({"other"})}
+    tokens = {"mine": frozenset({account}), "theirs": frozenset({"other"})}
+    service.api.state.api_tokens = ApiTokens(tokens)
     transport = httpx.ASGITransport(app=service.api)
     async with httpx.AsyncClient(transport=transport, base_url="http://flowledger") as client:
         assert (await client.get(path)).status_code == 401

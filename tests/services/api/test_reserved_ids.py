@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from contracts import commands as c
 from contracts.replies import Reply, ReplyError
 from services.api import cloudflare_routes
+from services.api.auth import ApiTokens
 from services.api.envelope import http_error
 from services.application.handlers import HANDLERS
 from services.domain.errors import DomainError
@@ -57,7 +58,7 @@ def client() -> TestClient:
     )
     HANDLERS[c.RegisterWorkflow](gateway, register, datetime.now(UTC))  # type: ignore[arg-type]
     app.state.gateway = gateway
-    app.state.tokens = {"tok": frozenset({"acc"})}
+    app.state.api_tokens = ApiTokens({"tok": frozenset({"acc"})})
     app.state.sdk_secret = "secret"
     return TestClient(app, headers={"Authorization": "Bearer tok"})
 
