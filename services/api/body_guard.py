@@ -28,6 +28,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts.limits import MAX_COMMAND_DEPTH, MAX_HTTP_BODY_BYTES
+from contracts.text import NUL_MESSAGE, holds_nul
 from services.api.envelope import dialect_failure
 
 
@@ -121,13 +122,15 @@ def json_problem(body: bytes, max_depth: int) -> str | None:
     if nesting_depth(body) > max_depth:
         return _too_deep(max_depth)
     try:
-        msgspec.json.decode(body)
+        document = msgspec.json.decode(body)
     except RecursionError:  # unclosed brackets, which the depth count does not see as nesting
         return _too_deep(max_depth)
     except msgspec.ValidationError as error:  # valid JSON the commands role cannot hold (1e400)
         return f"a number in the body is out of range: {error}"
     except msgspec.DecodeError:
         return _non_finite(body, max_depth)
+    if holds_nul(body, document):
+        return f"the body is not accepted: {NUL_MESSAGE}"
     return None
 
 

@@ -19,7 +19,7 @@ from uuid import UUID
 import msgspec
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing.persistence import IntegrityError, PersistenceError, Transcoder
 from eventsourcing.utils import Environment
 
 from contracts.commands import AnyCommand, CreateInstance, CreateInstances
@@ -32,6 +32,7 @@ from services.application.handlers import HANDLERS, Decision
 from services.domain.errors import DomainError
 from services.domain.instance import WorkflowInstance
 from services.domain.workflow import Workflow
+from services.store.transcoder import TaggedJSONTranscoder
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,11 @@ class FlowledgerApplication(Application):  # type: ignore[type-arg]
         environment[self.AGGREGATE_CACHE_FASTFORWARD] = "y"
         environment.pop(f"{name.upper()}_{self.AGGREGATE_CACHE_FASTFORWARD}", None)
         return environment
+
+    def construct_transcoder(self) -> Transcoder:
+        transcoder = TaggedJSONTranscoder()
+        self.register_transcodings(transcoder)
+        return transcoder
 
     def handle(self, commands: Sequence[AnyCommand], now: datetime) -> list[Reply]:
         """Decides and saves a batch; on a write conflict falls back to one command at a time."""

@@ -30,6 +30,7 @@ from contracts.limits import (
     bounded,
 )
 from contracts.replies import Reply, ReplyError
+from contracts.text import NUL_MESSAGE, json_has_nul
 
 _decoder = msgspec.json.Decoder(AnyCommand)
 
@@ -125,9 +126,12 @@ def decode_command(record: Record) -> AnyCommand:
         raise _not_json(error) from None
     # Events carry the re-encoded data, which can be longer than what was sent (1e15 is
     # 1000000000000000.0): that is what has to fit.
-    encoded = len(msgspec.json.encode(command)) + len(record.key or b"")
-    if encoded > MAX_COMMAND_BYTES:
-        raise Refused("command.too_large", _too_large(encoded, "re-encoded, the command is"))
+    encoded = msgspec.json.encode(command)
+    size = len(encoded) + len(record.key or b"")
+    if size > MAX_COMMAND_BYTES:
+        raise Refused("command.too_large", _too_large(size, "re-encoded, the command is"))
+    if json_has_nul(encoded):
+        raise Refused("command.invalid", NUL_MESSAGE, dead_letter=False)
     return command
 
 

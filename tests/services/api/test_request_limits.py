@@ -293,3 +293,22 @@ def test_nesting_depth_counts_brackets_outside_strings() -> None:
     depths: dict[bytes, Any] = {body: nesting_depth(body) for body in cases}
 
     assert depths == cases
+
+
+@pytest.mark.parametrize("body", [b'{"x": "a\\u0000b"}', b'{"a\\u0000": 1}', b'[["\\u0000"]]'])
+async def test_a_nul_character_anywhere_in_the_body_answers_400(
+    client: httpx.AsyncClient, body: bytes
+) -> None:
+    cloudflare = await client.post(CF_EVENT, content=body, headers=JSON)
+    onfido = await client.post(ONFIDO_CREATE, content=body, headers=JSON)
+
+    assert_cloudflare_error(cloudflare, 400, "NUL character")
+    assert_onfido_error(onfido, 400, "NUL character")
+
+
+async def test_an_escaped_backslash_before_u0000_is_text_and_passes_the_door(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(CF_EVENT, content=b'{"x": "\\\\u0000"}', headers=JSON)
+
+    assert_passed_the_door(response)

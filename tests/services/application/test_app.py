@@ -236,3 +236,36 @@ def test_a_record_kept_before_digests_answers_its_id_as_a_duplicate(
     [reply] = app.handle([command], NOW)
     assert (reply.outcome, reply.status, reply.version) == ("duplicate", "running", 2)
     app.close()
+
+
+def test_client_json_shaped_like_the_stores_own_tags_is_read_back_as_sent(
+    store_url: str, new_id: str
+) -> None:
+    account = f"acc{new_id}"
+    tagged = {"_type_": "uuid_hex", "_data_": "0" * 32}
+    unknown = {"_type_": "nothing_registered", "_data_": 1}
+    params = {"uuid": tagged, "unknown": unknown, "list": [tagged]}
+    app = _app(store_url)
+    head = app.recorder.max_notification_id() or 0
+    app.handle(
+        [
+            c.RegisterWorkflow(command_id=_cid(), account_id=account, workflow_name="wf"),
+            c.CreateInstance(
+                command_id=_cid(),
+                account_id=account,
+                workflow_name="wf",
+                instance_id="i",
+                params=params,
+            ),
+        ],
+        NOW,
+    )
+    app.close()
+
+    restarted = _app(store_url)  # no cache: the events are decoded from the store
+    notifications = restarted.recorder.select_notifications(start=head + 1, limit=1_000)
+    events = [restarted.mapper.to_domain_event(n) for n in notifications]
+    created = [e for e in events if getattr(e, "account_id", None) == account]
+    assert created and all(getattr(e, "params", params) == params for e in created)
+    assert restarted.get_instance(account, "wf", "i").params == params
+    restarted.close()

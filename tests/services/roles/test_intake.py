@@ -244,3 +244,22 @@ def test_poison_records_do_not_spoil_the_batch_around_them() -> None:
     intake = decode_records(records)
     assert len(intake.commands) == 2 and len(intake.dead_letters) == len(poison)
     _assert_bounded(intake)
+
+
+@pytest.mark.parametrize("params", [{"x": "a\x00b"}, {"k\x00": 1}, [["\x00"]]])
+def test_a_nul_character_in_any_text_is_answered_invalid_and_not_dead_lettered(
+    params: object,
+) -> None:
+    intake = decode_records([_record(_command(params=params))])
+
+    assert not intake.commands and not intake.dead_letters
+    [(reply, _)] = intake.replies
+    assert reply.outcome == "rejected" and reply.error is not None
+    assert reply.error.code == "command.invalid" and "NUL" in reply.error.message
+
+
+def test_a_backslash_followed_by_u0000_as_text_is_a_command() -> None:
+    intake = decode_records([_record(_command(params={"x": "\\u0000"}))])
+
+    [(command, _)] = intake.commands
+    assert isinstance(command, CreateInstance) and command.params == {"x": "\\u0000"}
