@@ -8,11 +8,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
 from eventsourcing.persistence import TrackingRecorder
 from faststream.kafka import KafkaBroker
 
@@ -21,16 +21,18 @@ from projections.document_view import DocumentView, open_view
 from services.api.app import create_api
 from services.api.gateway import CommandGateway
 from services.application.app import FlowledgerApplication
+from services.infra.broker_probe import BrokerProbe
 from services.infra.kafka_coordinator import await_group_coordinator
 from services.infra.kafka_local import ensure_topics
 from services.infra.store_env import eventsourcing_env
 from services.metrics import Metrics, store_lag
 from services.roles.commands import register_commands_role
-from services.roles.follower import Wakeup, follow
+from services.roles.follower import Follower, Wakeup
 from services.roles.projections import Projection, ProjectionGroup, ReadModel
 from services.roles.relay import Relay
-from services.roles.sending import producer_for
+from services.roles.resilient_producer import ResilientProducer
 from services.settings import Settings
+from services.store.health import StoreHealth
 from services.store.schema_lock import schema_lock
 
 log = logging.getLogger(__name__)
@@ -78,32 +80,35 @@ class Service:
     settings: Settings
     app: FlowledgerApplication
     broker: KafkaBroker
-    producer: AIOKafkaProducer
+    producer: ResilientProducer
     views: dict[str, DocumentView]
+    probe: BrokerProbe
+    store_health: StoreHealth
     api: Any = None
     gateway: CommandGateway | None = None
     relay: Relay | None = None
     projections: list[Projection] = field(default_factory=list)
+    followers: list[Follower] = field(default_factory=list)
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     metrics: Metrics = field(default_factory=Metrics)
 
     def readiness(self) -> dict[str, Any]:
-        """Kafka, the store (its lag queries double as the health check) and the lags, read
-        from the store so that every role's process reports the whole deployment's."""
-        kafka_ok = bool(getattr(self.broker, "running", True))
-        try:
-            lags = store_lag(self.app, self.views)
-            store_ok = True
-        except Exception:
-            log.warning("readiness: the store does not answer", exc_info=True)
-            lags = {"notification_head": None, "relay_lag": None, "projection_lag": {}}
-            store_ok = False
+        """Kafka, the store, this process's followers, and the lags, read from the store so
+        that every role's process reports the whole deployment's. Kafka counts as up when the
+        broker answers a connection and the last send of this process's producers was
+        acknowledged; the store, when its last lag query (in the background) answered."""
+        kafka_ok = self.probe.reachable and self.producer.healthy
+        if self.gateway is not None:
+            kafka_ok = kafka_ok and self.gateway.healthy
+        stuck = [f.name for f in self.followers if f.stuck_for() > self.settings.stuck_after_s]
+        store_ok = self.store_health.reachable
         return {
-            "ready": kafka_ok and store_ok,
+            "ready": kafka_ok and store_ok and not stuck,
             "kafka": "ok" if kafka_ok else "down",
             "store": "ok" if store_ok else "down",
-            **lags,
+            "stuck_followers": stuck,
+            **self.store_health.lags,
         }
 
     async def stop(self) -> None:
@@ -113,16 +118,30 @@ class Service:
             # Followers see the stop between batches; the relay's batch still needs the broker,
             # so they get to finish before it closes (a cancelled batch would only be redone).
             await asyncio.wait(self.tasks, timeout=DRAIN_TIMEOUT_S)
+        # Each part gets a bounded time: with the broker away, a consumer's last commit or a
+        # producer's flush would otherwise retry for ever, and SIGTERM would never finish.
         if self.gateway is not None:
-            await self.gateway.stop()
-        await self.broker.stop()  # waits for the commands batch in flight and its commit
-        await self.producer.stop()  # after the batch in flight has sent its replies
+            await _within(DRAIN_TIMEOUT_S, self.gateway.stop(), "the HTTP gateway")
+        # Waits for the commands batch in flight and its commit.
+        await _within(DRAIN_TIMEOUT_S, self.broker.stop(), "the commands consumer")
+        # After the batch in flight has sent its replies.
+        await _within(DRAIN_TIMEOUT_S, self.producer.stop(), "the producer")
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.app.close()
+
+
+async def _within(seconds: float, stopping: Awaitable[Any], what: str) -> None:
+    try:
+        async with asyncio.timeout(seconds):
+            await stopping
+    except TimeoutError:
+        log.warning("%s did not stop within %.0f s; closing without it", what, seconds)
+    except Exception:  # noqa: BLE001 - stopping goes on with the other parts
+        log.exception("%s failed to stop cleanly", what)
 
 
 async def start_service(
@@ -136,10 +155,25 @@ async def start_service(
     app, views = store.app, store.views
     # Idempotent producer: a retried send cannot duplicate or reorder within a partition.
     broker = KafkaBroker(bootstrap_servers, enable_idempotence=True, logger=None)
-    producer = producer_for(bootstrap_servers)
+    producer = ResilientProducer(bootstrap_servers)
     await producer.start()
-    service = Service(settings=settings, app=app, broker=broker, producer=producer, views=views)
+    probe = BrokerProbe(bootstrap_servers)
+    store_health = StoreHealth(lambda: store_lag(app, views))
+    await store_health.check()
+    service = Service(
+        settings=settings,
+        app=app,
+        broker=broker,
+        producer=producer,
+        views=views,
+        probe=probe,
+        store_health=store_health,
+    )
     service.metrics.watch(service.readiness)
+    service.tasks.append(asyncio.create_task(probe.run(service.stop_event), name="broker-probe"))
+    service.tasks.append(
+        asyncio.create_task(store_health.run(service.stop_event), name="store-health")
+    )
     wakeup = Wakeup()
     if "commands" in roles:
         register_commands_role(
@@ -156,19 +190,22 @@ async def start_service(
     await broker.start()
 
     def spawn(name: str, position: Any, handle: Any) -> None:
-        coroutine = follow(
+        follower = Follower(
             app,
             name,
             position,
             handle,
             wakeup.subscribe(),
-            service.stop_event,
             poll_interval_s=settings.poll_interval_s,
         )
-        service.tasks.append(asyncio.create_task(coroutine, name=name))
+        service.followers.append(follower)
+        service.tasks.append(asyncio.create_task(follower.run(service.stop_event), name=name))
 
     if "relay" in roles:
-        service.relay = Relay(app, producer, topics.events, store.relay_tracking)
+        parked = service.metrics.parked_messages.labels(topics.events).inc
+        service.relay = Relay(
+            app, producer, topics.events, store.relay_tracking, on_parked=lambda _: parked()
+        )
         spawn("relay", service.relay.position, service.relay.handle)
     if "projections" in roles:
         skips = service.metrics.projection_skips
@@ -186,6 +223,7 @@ async def start_service(
             head=app.recorder.max_notification_id,
             positions=lambda: [view.position() for view in views.values()],
             timeout_s=settings.write_timeout_s,
+            broker_reachable=lambda: probe.reachable,
         )
         await service.gateway.start()
         service.api = create_api(

@@ -71,6 +71,12 @@ class Metrics:
             "Records that could not be decoded, sent to the dead-letter topic.",
             registry=self.registry,
         )
+        self.parked_messages = Counter(
+            "flowledger_parked_messages",
+            "Messages the broker refused as too large: logged and passed over (alert on any).",
+            ["topic"],
+            registry=self.registry,
+        )
         self.projection_skips = Counter(
             "flowledger_projection_skipped_events",
             "Events a read model's fold failed on (a bug): skipped, logged, fixed by a rebuild.",

@@ -23,6 +23,7 @@ import uvicorn
 from services.api.ops_routes import create_ops_app
 from services.bootstrap import ROLES, start_service
 from services.infra.kafka_local import resolve_bootstrap
+from services.log_limits import limit_repeats
 from services.settings import Settings, UnsafeSettings
 
 log = logging.getLogger("flowledger")
@@ -58,6 +59,7 @@ def configure_logging(log_format: str) -> None:
     if log_format == "json":
         for handler in root.handlers:
             handler.setFormatter(JsonFormatter())
+    limit_repeats(root.handlers)
 
 
 class _QuietServer(uvicorn.Server):

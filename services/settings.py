@@ -41,6 +41,11 @@ class Settings(BaseSettings):
         "their own process woke them (roles in separate processes)",
     )
     write_timeout_s: float = Field(default=5.0, gt=0)
+    stuck_after_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="a relay or projections follower failing this long makes /readyz fail",
+    )
     public_url: str = Field(
         default="", description="base URL readers reach the api at; default http://host:port"
     )

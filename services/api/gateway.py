@@ -8,13 +8,16 @@ replies to its own commands, wherever the commands role published them).
 Read-your-writes: a reply is published only after the store committed the command's events,
 so the store's notification head read after the reply covers them; the write answers once
 every view has reached that head. Past the timeout the caller answers 202 with the command id.
+
+While the broker is away a write is refused at once (`BrokerUnavailable`, a 503), and one
+whose command the broker did not acknowledge within the timeout too: the client may send it
+again with the same command id, and at most one of the two is applied.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -22,11 +25,28 @@ from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
+from contracts.limits import MAX_COMMAND_BYTES
 from contracts.replies import Reply
+from services.infra.backoff import Backoff
 from services.publishing import command_key
 
 log = logging.getLogger(__name__)
+
+
+# How long the broker may take to acknowledge a command before the write answers 503. Apart
+# from the write timeout: a command the broker took is answered 202 past that one.
+PUBLISH_TIMEOUT_S = 10.0
+
+
+class CommandTooLarge(Exception):
+    """The command, encoded, is larger than the commands role accepts: it is not published,
+    since its only answer would be a `command.too_large` rejection."""
+
+
+class BrokerUnavailable(Exception):
+    """The command could not be handed to the broker: nothing is known to be applied."""
 
 
 class CommandGateway:
@@ -38,6 +58,7 @@ class CommandGateway:
         head: Callable[[], int | None],
         positions: Callable[[], list[int | None]],
         timeout_s: float,
+        broker_reachable: Callable[[], bool] = lambda: True,
     ) -> None:
         self._bootstrap = bootstrap
         self._commands_topic = commands_topic
@@ -45,6 +66,8 @@ class CommandGateway:
         self._head = head
         self._positions = positions
         self.timeout_s = timeout_s
+        self._broker_reachable = broker_reachable
+        self.healthy = True  # the last publish was acknowledged
         self._waiting: dict[str, asyncio.Future[Reply]] = {}
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -83,18 +106,22 @@ class CommandGateway:
     async def submit(self, command: dict[str, Any]) -> tuple[str, Reply | None]:
         """Publishes `command` (a command_id is added) and returns its reply once the views
         show it; None when that did not happen within the timeout."""
-        if self._producer is None:
+        if self._reader is None:
             raise RuntimeError("the gateway is not started")
+        if not self._broker_reachable():
+            raise BrokerUnavailable("the Kafka broker is unreachable; try again shortly")
         command_id = str(uuid.uuid4())
         command = {**command, "command_id": command_id}
+        key, value = command_key(command).encode(), msgspec.json.encode(command)
+        if len(key) + len(value) > MAX_COMMAND_BYTES:
+            raise CommandTooLarge(
+                f"the command is {len(key) + len(value)} bytes as JSON; the limit is "
+                f"{MAX_COMMAND_BYTES} ({MAX_COMMAND_BYTES // 1024} KiB)"
+            )
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._waiting[command_id] = future
         try:
-            await self._producer.send_and_wait(
-                self._commands_topic,
-                json.dumps(command).encode(),
-                key=command_key(command).encode(),
-            )
+            await self._publish(command_id, key, value)
             async with asyncio.timeout(self.timeout_s):
                 # Shielded: a timeout must not cancel the future, whose reply may still count.
                 reply = await asyncio.shield(future)
@@ -109,6 +136,39 @@ class CommandGateway:
         finally:
             self._waiting.pop(command_id, None)
 
+    async def _publish(self, command_id: str, key: bytes, value: bytes) -> None:
+        try:
+            async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+                producer = await self._started_producer()
+                await producer.send_and_wait(self._commands_topic, value, key=key)
+        except (KafkaError, OSError, TimeoutError) as error:
+            self.healthy = False
+            await self._discard_producer()
+            raise BrokerUnavailable(
+                f"the broker did not take command {command_id}: try again"
+            ) from error
+        self.healthy = True
+
+    async def _started_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, enable_idempotence=True)
+            try:
+                await producer.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def _discard_producer(self) -> None:
+        """A producer whose send failed may hold a session the broker no longer accepts
+        (see services/roles/resilient_producer.py): the next write starts a new one."""
+        old, self._producer = self._producer, None
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(old.stop(), 5)
+
     async def _projections_reach(self, head: int) -> None:
         delay = 0.005
         while any((p or 0) < head for p in await asyncio.to_thread(self._positions)):
@@ -117,13 +177,14 @@ class CommandGateway:
 
     async def _read_replies(self, consumer: AIOKafkaConsumer) -> None:
         decode = msgspec.json.Decoder(Reply).decode
+        backoff = Backoff("api: reading replies", log)
         while True:
             try:
                 batches = await consumer.getmany(timeout_ms=500)
-            except Exception:  # the broker may blip; the consumer reconnects by itself
-                log.exception("reading replies failed; retrying")
-                await asyncio.sleep(0.5)
+            except Exception as error:  # the broker may blip; the consumer reconnects by itself
+                await asyncio.sleep(backoff.failed(error))
                 continue
+            backoff.succeeded()
             for records in batches.values():
                 for record in records:
                     try:

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import HTTPException, Request
 
 from contracts.replies import Reply
-from services.api.gateway import CommandGateway
+from services.api.gateway import BrokerUnavailable, CommandGateway, CommandTooLarge
 
 # A rejected reply's stable code -> the HTTP status that says the same thing.
 STATUS_BY_CODE = {
@@ -26,6 +26,9 @@ STATUS_BY_CODE = {
     "command.too_large": 413,
     "command.too_deep": 400,
     "command.not_json": 400,
+    "command.unknown_type": 400,
+    "command.undecodable": 400,
+    "command.id_reused": 409,
     "command.failed": 500,
 }
 
@@ -51,7 +54,12 @@ async def submit(request: Request, command: dict[str, Any]) -> Reply:
     gateway: CommandGateway | None = request.app.state.gateway
     if gateway is None:
         raise HTTPException(status_code=503, detail="this process does not accept writes")
-    command_id, reply = await gateway.submit(command)
+    try:
+        command_id, reply = await gateway.submit(command)
+    except BrokerUnavailable as error:
+        raise HTTPException(status_code=503, detail=str(error)) from error
+    except CommandTooLarge as error:
+        raise HTTPException(status_code=413, detail=str(error)) from error
     if reply is None:
         raise StillPending(command_id)
     if reply.outcome == "rejected":

@@ -474,8 +474,16 @@ def _wait_until_ready(home: _Home, port: int, log_offset: int, timeout: float) -
     return f"not ready within {timeout:.0f}s"
 
 
-def _launch(bindir: Path, home: _Home, os_user: pwd.struct_passwd | None, durable: bool) -> int:
-    """Start the postmaster on a free port and wait until it is ready; return the port."""
+def _launch(
+    bindir: Path,
+    home: _Home,
+    os_user: pwd.struct_passwd | None,
+    durable: bool,
+    port: int | None = None,
+) -> int:
+    """Start the postmaster on `port` (else a free one) and wait until it is ready; return
+    the port. A fixed port lets a test restart the server where its clients look for it."""
+    wanted = port
     _clear_stale_locks(home)
     home.run.mkdir(exist_ok=True)
     if os_user is not None:
@@ -483,7 +491,7 @@ def _launch(bindir: Path, home: _Home, os_user: pwd.struct_passwd | None, durabl
         os.chown(home.run, os_user.pw_uid, os_user.pw_gid)
     failure = "no attempt made"
     for _ in range(_START_ATTEMPTS):
-        port = _free_port()
+        port = wanted or _free_port()
         log_offset = _log_size(home)
         # -W: readiness is checked from here (postmaster.pid), not by pg_ctl as the server user.
         result = _run(
@@ -528,7 +536,7 @@ class _Started:
     created: bool  # this call ran initdb
 
 
-def _start(data_dir: Path, *, durable: bool) -> _Started:
+def _start(data_dir: Path, *, durable: bool, port: int | None = None) -> _Started:
     bindir = find_postgres_bindir()
     os_user = _server_os_user()
     data_dir = data_dir.absolute()
@@ -554,7 +562,7 @@ def _start(data_dir: Path, *, durable: bool) -> _Started:
                 _discard_home(data_dir, home)
                 raise
 
-        port = _launch(bindir, home, os_user, durable)
+        port = _launch(bindir, home, os_user, durable, port)
         server = LocalPostgres("127.0.0.1", port, SUPERUSER, data_dir)
         _wait_until_accepting(server, timeout=30)
         (data_dir / "port").write_text(f"{port}\n")
@@ -593,13 +601,15 @@ def _shutdown(pgdata: Path, pid: int) -> None:
     )
 
 
-def start_postgres(data_dir: Path, *, durable: bool = False) -> LocalPostgres:
+def start_postgres(
+    data_dir: Path, *, durable: bool = False, port: int | None = None
+) -> LocalPostgres:
     """Initialise (first time) and start a loopback-only cluster for ``data_dir``.
 
     Idempotent: if that cluster is already running, it is returned as is. ``durable=False``
     (the default) turns off fsync and friends for speed; see :func:`_server_options`.
     """
-    return _start(data_dir, durable=durable).server
+    return _start(data_dir, durable=durable, port=port).server
 
 
 def stop_postgres(data_dir: Path) -> bool:

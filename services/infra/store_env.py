@@ -96,6 +96,9 @@ def _postgres_env(store_url: str) -> dict[str, str]:
         # library already retries a statement that fails on a dead pooled connection.
         # `?pre_ping=y` turns it on for networks that cut idle connections silently.
         "POSTGRES_PRE_PING": "n",
+        # Seconds to wait for a connection (the library's default is 30): while the server is
+        # away, each store call fails after this, so followers back off and readiness says so.
+        "POSTGRES_CONNECT_TIMEOUT": "5",
         "CREATE_TABLE": "y",
     }
     for key, value in parse_qsl(parts.query, keep_blank_values=True):

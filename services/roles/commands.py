@@ -16,22 +16,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka import ConsumerRecord
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 
 from contracts import topics as t
 from services.application.app import FlowledgerApplication
+from services.infra.backoff import Backoff
 from services.metrics import Metrics
 from services.roles.intake import DeadLetter, Record, decode_records
-from services.roles.sending import Outgoing, send_all
+from services.roles.resilient_producer import ResilientProducer
+from services.roles.sending import Outgoing
 
 log = logging.getLogger(__name__)
 
 
 def register_commands_role(
     broker: KafkaBroker,
-    producer: AIOKafkaProducer,
+    producer: ResilientProducer,
     app: FlowledgerApplication,
     topics: t.Topics,
     group_id: str,
@@ -41,6 +43,7 @@ def register_commands_role(
     metrics: Metrics | None = None,
 ) -> None:
     metrics = metrics or Metrics()  # unscraped, but the role never checks for None
+    backoff = Backoff("commands: a batch", log)
 
     @broker.subscriber(
         topics.commands,
@@ -56,6 +59,16 @@ def register_commands_role(
         decoder=_undecoded,
     )
     async def on_commands(msg: KafkaMessage) -> None:
+        try:
+            await process(msg)
+        except Exception as error:
+            # The broker or the store is away: wait before the batch is redelivered (NACK),
+            # instead of failing it again hundreds of times a second.
+            await asyncio.sleep(backoff.failed(error))
+            raise
+        backoff.succeeded()
+
+    async def process(msg: KafkaMessage) -> None:
         started = time.perf_counter()
         raw = msg.raw_message if isinstance(msg.raw_message, tuple) else (msg.raw_message,)
         intake = decode_records(
@@ -82,7 +95,9 @@ def register_commands_role(
                     "offset": dead.record.offset,
                 },
             )
-        await send_all(producer, sends)
+        for message in await producer.send_all(sends):
+            log.error("parked a message the broker refused as too large, on %s", message.topic)
+            metrics.parked_messages.labels(message.topic).inc()
         # Counted once the broker confirmed them: what subscribers of the replies topic see.
         metrics.count_replies(reply.outcome for reply, _ in answers)
         metrics.dead_letters.inc(len(intake.dead_letters))

@@ -3,22 +3,29 @@
 At-least-once: events are published and confirmed by the broker before the relay records its
 position, so a crash re-publishes at most one batch (same `event_id`s) and never skips one.
 Per-instance order holds because notifications are read in order and keyed by instance.
+
+An event the broker refuses as too large (Flowledger bounds its events below the topic's
+limit, so this is a bug or a misconfigured topic) is parked: logged with its id, counted
+(`flowledger_parked_messages_total`), and passed over, so one event never stops the relay.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 
 import msgspec
-from aiokafka import AIOKafkaProducer
 from eventsourcing.persistence import Notification, Tracking, TrackingRecorder
 
 from contracts.events import InstanceEvent, LifecycleEvent
 from contracts.keys import instance_key, workflow_key
 from services.application.app import FlowledgerApplication
 from services.application.lifecycle import LifecycleTranslator, is_lifecycle
-from services.roles.sending import JSON_HEADERS, Outgoing, send_all
+from services.roles.resilient_producer import ResilientProducer
+from services.roles.sending import JSON_HEADERS, Outgoing
+
+log = logging.getLogger(__name__)
 
 RELAY_NAME = "relay"
 
@@ -33,14 +40,16 @@ class Relay:
     def __init__(
         self,
         app: FlowledgerApplication,
-        producer: AIOKafkaProducer,
+        producer: ResilientProducer,
         events_topic: str,
         tracking: TrackingRecorder,
+        on_parked: Callable[[Outgoing], None] = lambda _: None,
     ) -> None:
         self._app = app
         self._producer = producer
         self._topic = events_topic
         self._tracking = tracking
+        self._on_parked = on_parked
         self._translator = LifecycleTranslator(app.first_event)
         self.published = 0
 
@@ -57,8 +66,7 @@ class Relay:
 
     async def handle(self, notifications: Sequence[Notification]) -> None:
         events = await asyncio.to_thread(self._translate, notifications)
-        await send_all(
-            self._producer,
+        parked = await self._producer.send_all(
             (
                 Outgoing(
                     self._topic,
@@ -69,6 +77,13 @@ class Relay:
                 for event in events
             ),
         )
-        self.published += len(events)
+        for message in parked:
+            log.error(
+                "parked an event the broker refused as too large (%d bytes), key %s",
+                len(message.value),
+                (message.key or b"").decode("utf-8", "replace"),
+            )
+            self._on_parked(message)
+        self.published += len(events) - len(parked)
         tracking = Tracking(RELAY_NAME, notifications[-1].id)
         await asyncio.to_thread(self._tracking.insert_tracking, tracking)

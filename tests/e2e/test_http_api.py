@@ -181,3 +181,18 @@ async def test_the_api_port_serves_metrics_that_count_its_writes(
         if line.startswith("flowledger_commands_total") and 'outcome="accepted"' in line
     ]
     assert accepted and float(accepted[0].rsplit(" ", 1)[1]) >= 1
+
+
+async def test_params_too_large_for_a_command_answer_413_and_nothing_is_created(
+    http: httpx.AsyncClient, new_id: str
+) -> None:
+    account, name = f"acc{new_id}", "orders"
+    await _workflow(http, account, name)
+    path = f"{V4}/{account}/workflows/{name}/instances"
+    # Within the HTTP body limit, beyond the largest command the commands role accepts.
+    big = await http.post(path, json={"instance_id": f"big-{new_id}", "params": "x" * 1_000_000})
+
+    assert big.status_code == 413, big.text
+    assert big.json()["success"] is False and "limit" in big.json()["errors"][0]["message"]
+    missing = await http.get(f"{path}/big-{new_id}")
+    assert missing.status_code == 404

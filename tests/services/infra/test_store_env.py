@@ -70,6 +70,7 @@ def test_postgres_url_maps_every_part() -> None:
         "POSTGRES_POOL_SIZE": str(DEFAULT_POOL_SIZE),
         "POSTGRES_MAX_OVERFLOW": str(DEFAULT_MAX_OVERFLOW),
         "POSTGRES_PRE_PING": "n",
+        "POSTGRES_CONNECT_TIMEOUT": "5",
         "CREATE_TABLE": "y",
     }
 
