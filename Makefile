@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install kafka-jars run test repeat lint schemas clean bench
+.PHONY: install kafka-jars run test repeat lint schemas clean bench soak
 
 install: $(STAMP)
 
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 
 # Apache Kafka's broker jars from Maven Central, cached outside the repo (~/.cache/flowledger).
 kafka-jars: install
-	$(BIN)/python -c "from services.infra.kafka_local import ensure_kafka_jars as e; print('kafka jars:', e())"
+	$(BIN)/python -c "from services.dev_provisioning.kafka import ensure_kafka_jars as e; print('kafka jars:', e())"
 
 run: install kafka-jars
 	$(BIN)/flowledger serve
@@ -40,6 +40,11 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 
 bench: install kafka-jars $(BENCH_STAMP)
 	$(BIN)/python -m bench.run
+
+# The service's memory over SOAK_COMMANDS (default 300,000) commands in waves (bench/README.md,
+# "Soak"); not part of `make test`. SOAK_TRACEMALLOC=1 reports the allocation sites that grow.
+soak: install kafka-jars $(BENCH_STAMP)
+	$(BIN)/python -m bench.soak
 
 lint: install
 	$(BIN)/ruff check services contracts projections tests

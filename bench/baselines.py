@@ -22,7 +22,7 @@ from bench.load import LATENCY_LINGER_MS, THROUGHPUT_LINGER_MS, producer
 from bench.stats import latency_summary, per_second
 from contracts.commands import CreateInstance, RegisterWorkflow
 from services.bootstrap import build_application
-from services.infra.kafka_local import ensure_topics
+from services.infra.kafka_topics import ensure_topics
 from services.settings import Settings
 
 PAYLOAD = b"x" * 200  # about the size of a CreateInstance command

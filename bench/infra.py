@@ -13,8 +13,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from services.infra.kafka_local import resolve_bootstrap
-from services.infra.postgres_local import (
+from services.dev_provisioning.kafka import resolve_bootstrap
+from services.dev_provisioning.postgres import (
     ENV_ADMIN_DSN,
     create_database_on,
     drop_database_on,

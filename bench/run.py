@@ -34,7 +34,7 @@ from bench.load import Probe, probe
 from bench.profile import Profiler, hot_spots
 from bench.service import Deployment, start
 from contracts.topics import Topics
-from services.infra.kafka_local import ensure_topics
+from services.infra.kafka_topics import ensure_topics
 from services.settings import Settings
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

@@ -197,6 +197,20 @@ class TimeOutWait(InstanceCommand, tag="TimeOutWait", kw_only=True):
     name: StepName
 
 
+class TimeOutAttempt(InstanceCommand, tag="TimeOutAttempt", kw_only=True):
+    """Sent by the scheduler: attempt `attempt` of step `name` outlived the step's
+    `config.timeout`. It ends as failed with a timeout error and the retry policy applies; a
+    no-op if that attempt is no longer in flight."""
+
+    name: StepName
+    attempt: Annotated[int, Meta(ge=1)]
+
+
+class TimeOutInstance(InstanceCommand, tag="TimeOutInstance", kw_only=True):
+    """Sent by the scheduler: the instance's `timeout` (from CreateInstance) passed. The run
+    fails, timed out; a no-op once it has ended."""
+
+
 class AcknowledgePause(InstanceCommand, tag="AcknowledgePause", kw_only=True):
     """The engine reached a step boundary while a pause was pending: waitingForPause -> paused."""
 
@@ -230,6 +244,8 @@ AnyCommand = (
     | EndStep
     | EndSleep
     | TimeOutWait
+    | TimeOutAttempt
+    | TimeOutInstance
     | AcknowledgePause
     | CompleteRun
     | FailRun

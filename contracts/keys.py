@@ -11,6 +11,9 @@ import hashlib
 import re
 import uuid
 
+from contracts.commands import AnyCommand
+from contracts.events import InstanceEvent, LifecycleEvent
+
 # Fixed forever: changing it would rename every instance.
 FLOWLEDGER_NAMESPACE = uuid.UUID("6f0c1d0e-6a43-5b2e-9f7e-0f1e7d6c2b11")
 MINTED_PREFIX = "cf_"
@@ -49,3 +52,39 @@ def is_minted_shape(instance_id: str) -> bool:
     """True for an id the service could mint: such ids are reserved, never chosen by a client,
     or a client could take the id that another command's create will mint."""
     return _MINTED_SHAPE.fullmatch(instance_id) is not None
+
+
+# Commands about a whole workflow or about several instances: keyed by workflow.
+WORKFLOW_KEYED_COMMANDS = frozenset({"RegisterWorkflow", "CreateInstances"})
+
+
+def kafka_key(message: AnyCommand | LifecycleEvent) -> str:
+    """The Kafka key of a command or a lifecycle event (README "Producers", "Subscribers").
+
+    An instance's messages share its instance key; a workflow's (RegisterWorkflow,
+    CreateInstances, the workflow events) its workflow key; a CreateInstance without an
+    `instance_id` (its id is minted from the command) is keyed by its `command_id`.
+    """
+    if isinstance(message, LifecycleEvent):
+        if isinstance(message, InstanceEvent):
+            return instance_key(message.account_id, message.workflow_name, message.instance_id)
+        return workflow_key(message.account_id, message.workflow_name)
+    return command_fields_key(
+        str(message.__struct_config__.tag),
+        message.account_id,
+        message.workflow_name,
+        getattr(message, "instance_id", None),
+        message.command_id,
+    )
+
+
+def command_fields_key(
+    type_name: str, account_id: str, workflow_name: str, instance_id: str | None, command_id: str
+) -> str:
+    """`kafka_key`'s rule for a command, from its fields alone: also for raw JSON commands,
+    which may not be valid ones (`services.publishing.command_key`)."""
+    if type_name in WORKFLOW_KEYED_COMMANDS:
+        return workflow_key(account_id, workflow_name)
+    if instance_id:
+        return instance_key(account_id, workflow_name, instance_id)
+    return command_id

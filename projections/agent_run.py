@@ -28,13 +28,8 @@ from typing import Any
 
 from contracts import events as ev
 from contracts.keys import instance_global_id
-from projections.instance_status import (
-    TERMINAL,
-    instance_doc_key,
-    is_stale,
-    next_status,
-    query_columns,
-)
+from contracts.status import QUEUED, TERMINAL, status_after
+from projections.instance_status import instance_doc_key, is_stale, query_columns
 from projections.timestamps import iso, parse
 
 VIEW_NAME = "agent_runs"
@@ -92,7 +87,7 @@ def _parent_run_id(event: ev.InstanceCreated) -> str | None:
 
 def _fresh_run(queued_at: str) -> dict[str, Any]:
     return {
-        "domain_status": "queued",
+        "domain_status": QUEUED,
         "status": "pending",
         "timed_out": False,
         "queued_at": queued_at,
@@ -134,7 +129,7 @@ def apply(doc: dict[str, Any] | None, event: ev.LifecycleEvent) -> dict[str, Any
     at = iso(event.occurred_at)
     was = doc["domain_status"]
     doc = {**doc, "version": event.version, "updatedAt": at}
-    doc["domain_status"] = next_status(was, event)
+    doc["domain_status"] = status_after(was, event)
     match event:
         case ev.InstanceRestarted():
             doc.update(_fresh_run(at))

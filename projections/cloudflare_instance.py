@@ -22,14 +22,14 @@ from typing import Any
 import msgspec
 
 from contracts import events as ev
-from contracts.keys import instance_global_id
+from contracts.status import QUEUED, status_after
+from projections.instance_status import instance_doc_key, is_stale
 from projections.timestamps import iso
 from services.domain.durations import to_milliseconds
 from services.domain.instance import DEFAULT_WAIT_TIMEOUT
 
 VIEW_NAME = "cloudflare_instances"
 REDACTED = "[REDACTED]"
-TERMINAL = ("complete", "errored", "terminated")
 # A step's output in the get response is a preview: up to MAX_JSON_BYTES per step would make
 # one instance's answer unbounded. The step route serves the whole value.
 OUTPUT_PREVIEW_CHARS = 1024
@@ -69,7 +69,7 @@ def new_document(event: ev.InstanceCreated) -> dict[str, Any]:
 def _fresh_run(queued_at: str, run: int) -> dict[str, Any]:
     return {
         "run": run,
-        "status": "queued",
+        "status": QUEUED,
         "queued": queued_at,
         "start": None,
         "end": None,
@@ -86,20 +86,24 @@ def _fresh_run(queued_at: str, run: int) -> dict[str, Any]:
 
 def key_of(event: ev.LifecycleEvent) -> str | None:
     """One document per instance, named by its global id; workflow events are not ours."""
-    if not isinstance(event, ev.InstanceEvent):
-        return None
-    return str(instance_global_id(event.account_id, event.workflow_name, event.instance_id))
+    return instance_doc_key(event)
 
 
 def apply(doc: dict[str, Any] | None, event: ev.LifecycleEvent) -> dict[str, Any] | None:
-    """The next document; None for events that are not about an instance."""
+    """The next document; unchanged for events that are not about an instance or that it has
+    already folded (a redelivery)."""
+    if is_stale(doc, event):
+        return doc
     if isinstance(event, ev.InstanceCreated):
         return new_document(event)
     if doc is None or not isinstance(event, ev.InstanceEvent):
         return doc
     at = _ts(event.occurred_at)
+    # The status comes from the one table; the appliers below keep the rest of the document.
+    status = status_after(doc["status"], event)
     doc = {**doc, "modified_on": at, "version": event.version, "steps": list(doc["steps"])}
     _APPLIERS.get(type(event), _ignore)(doc, event, at)
+    doc["status"] = status
     return doc
 
 
@@ -118,7 +122,6 @@ def _sensitive(step: dict[str, Any]) -> bool:
 
 
 def _run_started(doc: dict[str, Any], e: ev.RunStarted, at: str) -> None:
-    doc["status"] = "running"
     doc["start"] = at
 
 
@@ -130,7 +133,6 @@ def _step_began(doc: dict[str, Any], e: ev.StepBegan, at: str) -> None:
         step.update(end=_planned_end(e), finished=False, error=None)
         if e.step_type == "waitForEvent":
             step["event_type"] = e.event_type
-        doc["status"] = "waiting"
     doc["steps"].append(step)
 
 
@@ -163,8 +165,6 @@ def _attempt_ended(doc: dict[str, Any], e: ev.AttemptEnded, at: str) -> None:
     attempts = list(step["attempts"])
     attempts[-1] = {**attempts[-1], "end": at, "success": e.success, "error": _error(e.error)}
     step["attempts"] = attempts
-    if e.retry_delay_ms is not None and doc["status"] == "running":
-        doc["status"] = "waiting"
 
 
 def _step_ended(doc: dict[str, Any], e: ev.StepEnded, at: str) -> None:
@@ -178,12 +178,6 @@ def _step_ended(doc: dict[str, Any], e: ev.StepEnded, at: str) -> None:
     else:
         step["finished"] = True
         step["error"] = _error(e.error)
-    if doc["status"] == "waiting":
-        doc["status"] = "running"
-
-
-def _backoff_ended(doc: dict[str, Any], e: ev.BackoffEnded, at: str) -> None:
-    doc["status"] = "running"
 
 
 def _event_received(doc: dict[str, Any], e: ev.EventReceived, at: str) -> None:
@@ -202,32 +196,17 @@ def _event_delivered(doc: dict[str, Any], e: ev.EventDelivered, at: str) -> None
     doc["pending_events"] = pending
     step = _last_step(doc)
     step.update(end=at, finished=True, output=e.payload)
-    doc["status"] = "running"
-
-
-def _set_status(status: str) -> Any:
-    def applier(doc: dict[str, Any], e: Any, at: str) -> None:
-        doc["status"] = status
-
-    return applier
-
-
-def _instance_resumed(doc: dict[str, Any], e: ev.InstanceResumed, at: str) -> None:
-    doc["status"] = e.status
 
 
 def _instance_terminated(doc: dict[str, Any], e: ev.InstanceTerminated, at: str) -> None:
     doc["steps"].append({"type": "termination", "trigger": {"source": "api"}})
-    if e.rollback:
-        doc["status"] = "rollingBack"
-    else:
-        doc["status"] = "terminated"
+    if not e.rollback:
         doc["end"] = at
         doc["success"] = False
 
 
 def _rollback_ended(doc: dict[str, Any], e: ev.RollbackEnded, at: str) -> None:
-    doc.update(status="terminated", end=at, success=False)
+    doc.update(end=at, success=False)
     doc["rollback"] = {"outcome": e.outcome, "error": _error(e.error)}
 
 
@@ -238,28 +217,25 @@ def _instance_restarted(doc: dict[str, Any], e: ev.InstanceRestarted, at: str) -
 
 
 def _run_completed(doc: dict[str, Any], e: ev.RunCompleted, at: str) -> None:
-    doc.update(status="complete", end=at, success=True, output=e.output, outcome=e.outcome)
+    doc.update(end=at, success=True, output=e.output, outcome=e.outcome)
     doc["reasons"] = e.reasons
 
 
 def _run_failed(doc: dict[str, Any], e: ev.RunFailed, at: str) -> None:
-    doc.update(status="errored", end=at, success=False, error=_error(e.error))
+    doc.update(end=at, success=False, error=_error(e.error))
     doc["timed_out"] = e.timed_out
 
 
+# What each event does to the document besides its status (PauseRequested, PauseAcknowledged,
+# InstancePaused, InstanceResumed and BackoffEnded change nothing else).
 _APPLIERS: dict[type, Any] = {
     ev.RunStarted: _run_started,
     ev.StepBegan: _step_began,
     ev.AttemptBegan: _attempt_began,
     ev.AttemptEnded: _attempt_ended,
     ev.StepEnded: _step_ended,
-    ev.BackoffEnded: _backoff_ended,
     ev.EventReceived: _event_received,
     ev.EventDelivered: _event_delivered,
-    ev.PauseRequested: _set_status("waitingForPause"),
-    ev.PauseAcknowledged: _set_status("paused"),
-    ev.InstancePaused: _set_status("paused"),
-    ev.InstanceResumed: _instance_resumed,
     ev.InstanceTerminated: _instance_terminated,
     ev.RollbackEnded: _rollback_ended,
     ev.InstanceRestarted: _instance_restarted,

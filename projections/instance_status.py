@@ -1,18 +1,18 @@
-"""What every per-instance read model needs: its document key and the domain status.
+"""What every read model's fold shares: the stale-event guard; and what every per-instance
+read model needs: its document key and query columns.
 
-The domain status (Cloudflare's nine) is folded from lifecycle events with the same rules as
-the aggregate (services/domain/instance.py); each view then maps it into its own vocabulary.
+The domain status (Cloudflare's nine) is not folded here: each per-instance fold takes it from
+the one transition table, `contracts.status.status_after` (the aggregate uses the same one),
+and then maps it into its own vocabulary.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
 from contracts import events as ev
 from contracts.keys import instance_global_id
 from projections.timestamps import iso
-
-TERMINAL: Final = frozenset({"complete", "errored", "terminated"})
 
 
 def instance_doc_key(event: ev.LifecycleEvent) -> str | None:
@@ -34,35 +34,10 @@ def query_columns(event: ev.InstanceCreated) -> dict[str, Any]:
 
 
 def is_stale(doc: dict[str, Any] | None, event: ev.LifecycleEvent) -> bool:
-    """True for an event the document has already seen (a redelivery): apply it once only."""
+    """True for an event the document has already seen (a redelivery): apply it once only.
+
+    Every fold's first check. Versions count per aggregate (an instance or a workflow), gap-free
+    from 1, and a document keeps the version of the last event it folded; the events topic and
+    the store's log are at-least-once, so a rebuild or a retried batch may repeat any of them.
+    """
     return doc is not None and bool(event.version <= doc["version"])
-
-
-def next_status(status: str, event: ev.InstanceEvent) -> str:
-    """The domain status after `event`, given the status before it."""
-    match event:
-        case ev.InstanceCreated() | ev.InstanceRestarted():
-            return "queued"
-        case ev.RunStarted() | ev.BackoffEnded() | ev.EventDelivered():
-            return "running"
-        case ev.StepBegan(step_type="sleep" | "waitForEvent"):
-            return "waiting"
-        case ev.AttemptEnded(retry_delay_ms=int()) if status == "running":
-            return "waiting"
-        case ev.StepEnded() if status == "waiting":
-            return "running"
-        case ev.PauseRequested():
-            return "waitingForPause"
-        case ev.PauseAcknowledged() | ev.InstancePaused():
-            return "paused"
-        case ev.InstanceResumed():
-            return event.status
-        case ev.InstanceTerminated():
-            return "rollingBack" if event.rollback else "terminated"
-        case ev.RollbackEnded():
-            return "terminated"
-        case ev.RunCompleted():
-            return "complete"
-        case ev.RunFailed():
-            return "errored"
-    return status

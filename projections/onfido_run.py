@@ -29,7 +29,8 @@ from __future__ import annotations
 from typing import Any
 
 from contracts import events as ev
-from projections.instance_status import instance_doc_key, is_stale, next_status, query_columns
+from contracts.status import QUEUED, status_after
+from projections.instance_status import instance_doc_key, is_stale, query_columns
 from projections.timestamps import iso
 
 VIEW_NAME = "onfido_runs"
@@ -78,7 +79,7 @@ def key_of(event: ev.LifecycleEvent) -> str | None:
 
 def _fresh_run() -> dict[str, Any]:
     return {
-        "domain_status": "queued",
+        "domain_status": QUEUED,
         "status": "processing",
         "open_step_type": None,
         "outcome": None,
@@ -114,7 +115,7 @@ def apply(doc: dict[str, Any] | None, event: ev.LifecycleEvent) -> dict[str, Any
     if doc is None or not isinstance(event, ev.InstanceEvent):
         return doc
     doc = {**doc, "version": event.version, "updated_at": iso(event.occurred_at)}
-    doc["domain_status"] = next_status(doc["domain_status"], event)
+    doc["domain_status"] = status_after(doc["domain_status"], event)
     match event:
         case ev.InstanceRestarted():
             doc.update(_fresh_run())

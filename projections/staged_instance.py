@@ -26,13 +26,8 @@ from __future__ import annotations
 from typing import Any
 
 from contracts import events as ev
-from projections.instance_status import (
-    TERMINAL,
-    instance_doc_key,
-    is_stale,
-    next_status,
-    query_columns,
-)
+from contracts.status import QUEUED, TERMINAL, status_after
+from projections.instance_status import instance_doc_key, is_stale, query_columns
 from projections.timestamps import iso, utc_date
 
 VIEW_NAME = "staged_instances"
@@ -48,7 +43,7 @@ def new_document(event: ev.InstanceCreated) -> dict[str, Any]:
     at = iso(event.occurred_at)
     return {
         **query_columns(event),
-        "status": "queued",
+        "status": QUEUED,
         "terminated": False,
         "terminatedAt": None,
         "error": None,
@@ -70,7 +65,7 @@ def apply(doc: dict[str, Any] | None, event: ev.LifecycleEvent) -> dict[str, Any
     at = iso(event.occurred_at)
     was = doc["status"]
     doc = {**doc, "version": event.version, "updatedAt": at, "stages": list(doc["stages"])}
-    doc["status"] = next_status(was, event)
+    doc["status"] = status_after(was, event)
     match event:
         case ev.InstanceRestarted():
             doc.update(terminatedAt=None, error=None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from contracts import events as ev
+from projections.instance_status import is_stale
 from projections.timestamps import iso
 
 VIEW_NAME = "workflows"
@@ -43,8 +44,8 @@ def new_document(event: ev.WorkflowRegistered) -> dict[str, Any]:
 
 def apply(doc: dict[str, Any] | None, event: ev.LifecycleEvent) -> dict[str, Any] | None:
     """The next document; unchanged for events that are not about a workflow."""
-    if doc is not None and event.version <= doc["version"]:
-        return doc  # already applied (a redelivery)
+    if is_stale(doc, event):
+        return doc
     if isinstance(event, ev.WorkflowRegistered):
         return new_document(event)
     if doc is None or not isinstance(event, ev.WorkflowVersionDeployed):

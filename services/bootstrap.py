@@ -8,42 +8,51 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from eventsourcing.persistence import TrackingRecorder
-from faststream.kafka import KafkaBroker
+from fastapi import FastAPI
 
-from projections import agent_run, cloudflare_instance, onfido_run, staged_instance, workflows
-from projections.document_view import DocumentView, open_view
-from services.api.app import create_api
+from projections.read_models import READ_MODELS
 from services.api.gateway import CommandGateway
+from services.api.role import ApiRole
 from services.application.app import FlowledgerApplication
+from services.application.notification_log import NotificationLog
 from services.infra.broker_probe import BrokerProbe
-from services.infra.kafka_coordinator import await_group_coordinator
-from services.infra.kafka_local import ensure_topics
+from services.infra.kafka_topics import ensure_topics
 from services.infra.store_env import eventsourcing_env
 from services.metrics import Metrics, store_lag
-from services.roles.commands import register_commands_role
-from services.roles.follower import Follower, Wakeup
-from services.roles.projections import Projection, ProjectionGroup, ReadModel
-from services.roles.relay import Relay
+from services.roles.commands import CommandsRole
+from services.roles.follower import Follower, FollowingRole
+from services.roles.projections import Projection, ProjectionsRole
+from services.roles.relay import Relay, RelayRole
 from services.roles.resilient_producer import ResilientProducer
+from services.roles.role import Role, RoleContext, Wakeup, within_drain_time
+from services.roles.scheduler import TIMERS_NAME, SchedulerRole
 from services.settings import Settings
+from services.store.document_view import DocumentView, open_view
+from services.store.existing_ids import one_query_per_batch
 from services.store.health import StoreHealth
 from services.store.schema_lock import schema_lock
+from services.store.timer_table import TimerTable, open_timer_table
 
 log = logging.getLogger(__name__)
 
-ROLES = ("commands", "relay", "projections", "api")
-DRAIN_TIMEOUT_S = 15.0  # as FastStream's graceful_timeout for the commands batch in flight
-# Every read model: a module with VIEW_NAME, apply and key_of (services.roles.projections).
-READ_MODELS: dict[str, ReadModel] = {
-    model.VIEW_NAME: model
-    for model in (cloudflare_instance, agent_run, onfido_run, staged_instance, workflows)
+# Every role a process can run, in the order they start (they stop in the reverse order):
+# the commands role first, so that followers started after it wake on its first save.
+ROLE_TYPES: dict[str, Callable[[RoleContext], Role]] = {
+    "commands": CommandsRole,
+    "relay": RelayRole,
+    "projections": ProjectionsRole,
+    "api": ApiRole,
+    "scheduler": SchedulerRole,
 }
+ROLES = tuple(ROLE_TYPES)
+__all__ = ["READ_MODELS", "ROLES", "Service", "build_application", "open_store", "start_service"]
 
 
 def build_application(settings: Settings) -> FlowledgerApplication:
@@ -51,7 +60,9 @@ def build_application(settings: Settings) -> FlowledgerApplication:
     if env["PERSISTENCE_MODULE"].endswith("sqlite"):
         Path(env["SQLITE_DBNAME"]).parent.mkdir(parents=True, exist_ok=True)
     env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_size)
-    return FlowledgerApplication(env=env)
+    app = FlowledgerApplication(env=env)
+    app.existing_ids = one_query_per_batch(app)
+    return app
 
 
 def open_views(app: FlowledgerApplication) -> dict[str, DocumentView]:
@@ -60,11 +71,13 @@ def open_views(app: FlowledgerApplication) -> dict[str, DocumentView]:
 
 @dataclass
 class Store:
-    """The event store, the read models and the relay's tracking table, schema in place."""
+    """The event store, the read models, the relay's tracking table and the scheduler's
+    timers, schema in place."""
 
     app: FlowledgerApplication
     views: dict[str, DocumentView]
     relay_tracking: TrackingRecorder
+    timers: TimerTable[Any]
 
 
 def open_store(settings: Settings) -> Store:
@@ -72,26 +85,48 @@ def open_store(settings: Settings) -> Store:
     started in the same instant take turns instead of racing on the catalog."""
     with schema_lock(settings.store):
         app = build_application(settings)
-        return Store(app, open_views(app), app.factory.tracking_recorder())
+        timers = open_timer_table(app.factory, TIMERS_NAME)
+        return Store(app, open_views(app), app.factory.tracking_recorder(), timers)
 
 
 @dataclass
 class Service:
+    """One process's roles and the parts they share; `stop()` stops them in reverse order."""
+
     settings: Settings
     app: FlowledgerApplication
-    broker: KafkaBroker
-    producer: ResilientProducer
     views: dict[str, DocumentView]
+    producer: ResilientProducer
     probe: BrokerProbe
     store_health: StoreHealth
-    api: Any = None
-    gateway: CommandGateway | None = None
-    relay: Relay | None = None
-    projections: list[Projection] = field(default_factory=list)
-    followers: list[Follower] = field(default_factory=list)
-    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
-    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-    metrics: Metrics = field(default_factory=Metrics)
+    metrics: Metrics
+    stopping: asyncio.Event
+    exit_stack: AsyncExitStack
+    roles: dict[str, Role] = field(default_factory=dict)
+
+    @property
+    def api(self) -> FastAPI | None:
+        role = self.roles.get("api")
+        return role.api if isinstance(role, ApiRole) else None
+
+    @property
+    def gateway(self) -> CommandGateway | None:
+        role = self.roles.get("api")
+        return role.gateway if isinstance(role, ApiRole) else None
+
+    @property
+    def relay(self) -> Relay | None:
+        role = self.roles.get("relay")
+        return role.relay if isinstance(role, RelayRole) else None
+
+    @property
+    def projections(self) -> list[Projection]:
+        role = self.roles.get("projections")
+        return role.projections if isinstance(role, ProjectionsRole) else []
+
+    @property
+    def followers(self) -> list[Follower]:
+        return [r.follower for r in self.roles.values() if isinstance(r, FollowingRole)]
 
     def readiness(self) -> dict[str, Any]:
         """Kafka, the store, this process's followers, and the lags, read from the store so
@@ -112,128 +147,93 @@ class Service:
         }
 
     async def stop(self) -> None:
-        """Drains: followers finish their batch, the consumer commits, then everything closes."""
-        self.stop_event.set()
-        if self.tasks:
-            # Followers see the stop between batches; the relay's batch still needs the broker,
-            # so they get to finish before it closes (a cancelled batch would only be redone).
-            await asyncio.wait(self.tasks, timeout=DRAIN_TIMEOUT_S)
-        # Each part gets a bounded time: with the broker away, a consumer's last commit or a
-        # producer's flush would otherwise retry for ever, and SIGTERM would never finish.
-        if self.gateway is not None:
-            await _within(DRAIN_TIMEOUT_S, self.gateway.stop(), "the HTTP gateway")
-        # Waits for the commands batch in flight and its commit.
-        await _within(DRAIN_TIMEOUT_S, self.broker.stop(), "the commands consumer")
-        # After the batch in flight has sent its replies.
-        await _within(DRAIN_TIMEOUT_S, self.producer.stop(), "the producer")
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self.app.close()
-
-
-async def _within(seconds: float, stopping: Awaitable[Any], what: str) -> None:
-    try:
-        async with asyncio.timeout(seconds):
-            await stopping
-    except TimeoutError:
-        log.warning("%s did not stop within %.0f s; closing without it", what, seconds)
-    except Exception:  # noqa: BLE001 - stopping goes on with the other parts
-        log.exception("%s failed to stop cleanly", what)
+        """Drains: every loop sees the signal and finishes its batch, the consumer commits,
+        then everything closes, each part within a bounded time."""
+        self.stopping.set()
+        await self.exit_stack.aclose()
 
 
 async def start_service(
     settings: Settings, bootstrap_servers: str, roles: tuple[str, ...] = ROLES
 ) -> Service:
+    unknown = set(roles) - set(ROLE_TYPES)
+    if unknown:
+        raise ValueError(f"unknown roles {sorted(unknown)}; choose from {', '.join(ROLES)}")
     topics = settings.topics
     await ensure_topics(
         bootstrap_servers, dict.fromkeys(topics.all(), settings.partitions), topics.configs()
     )
     store = await asyncio.to_thread(open_store, settings)
+    stack = AsyncExitStack()
+    try:
+        return await _compose(stack, settings, bootstrap_servers, store, roles)
+    except BaseException:
+        await stack.aclose()
+        raise
+
+
+async def _compose(
+    stack: AsyncExitStack,
+    settings: Settings,
+    bootstrap_servers: str,
+    store: Store,
+    roles: tuple[str, ...],
+) -> Service:
     app, views = store.app, store.views
-    # Idempotent producer: a retried send cannot duplicate or reorder within a partition.
-    broker = KafkaBroker(bootstrap_servers, enable_idempotence=True, logger=None)
+    stack.callback(app.close)
+    stopping = asyncio.Event()
     producer = ResilientProducer(bootstrap_servers)
     await producer.start()
+    # After the roles (exit order is reversed): replies and events of the last batches go out.
+    stack.push_async_callback(within_drain_time, producer.stop(), "the producer")
     probe = BrokerProbe(bootstrap_servers)
-    store_health = StoreHealth(lambda: store_lag(app, views))
+    await stack.enter_async_context(_running(probe.run(stopping), "broker-probe"))
+    notification_log = NotificationLog(app)
+    store_health = StoreHealth(lambda: store_lag(notification_log.head, views))
     await store_health.check()
+    await stack.enter_async_context(_running(store_health.run(stopping), "store-health"))
     service = Service(
         settings=settings,
         app=app,
-        broker=broker,
-        producer=producer,
         views=views,
+        producer=producer,
         probe=probe,
         store_health=store_health,
+        metrics=Metrics(),
+        stopping=stopping,
+        exit_stack=stack,
     )
-    service.metrics.watch(service.readiness)
-    service.tasks.append(asyncio.create_task(probe.run(service.stop_event), name="broker-probe"))
-    service.tasks.append(
-        asyncio.create_task(store_health.run(service.stop_event), name="store-health")
+    service.metrics.watch(service.readiness, store_health.refresh)
+    context = RoleContext(
+        settings=settings,
+        bootstrap_servers=bootstrap_servers,
+        app=app,
+        views=views,
+        relay_tracking=store.relay_tracking,
+        timers=store.timers,
+        producer=producer,
+        metrics=service.metrics,
+        wakeup=Wakeup(),
+        stopping=stopping,
+        broker_reachable=lambda: probe.reachable,
+        readiness=service.readiness,
+        refresh_health=store_health.refresh,
     )
-    wakeup = Wakeup()
-    if "commands" in roles:
-        register_commands_role(
-            broker,
-            producer,
-            app,
-            topics,
-            settings.commands_group,
-            settings.batch_max_records,
-            wakeup.notify,
-            metrics=service.metrics,
-        )
-        await await_group_coordinator(bootstrap_servers, settings.commands_group)
-    await broker.start()
-
-    def spawn(name: str, position: Any, handle: Any) -> None:
-        follower = Follower(
-            app,
-            name,
-            position,
-            handle,
-            wakeup.subscribe(),
-            poll_interval_s=settings.poll_interval_s,
-        )
-        service.followers.append(follower)
-        service.tasks.append(asyncio.create_task(follower.run(service.stop_event), name=name))
-
-    if "relay" in roles:
-        parked = service.metrics.parked_messages.labels(topics.events).inc
-        service.relay = Relay(
-            app, producer, topics.events, store.relay_tracking, on_parked=lambda _: parked()
-        )
-        spawn("relay", service.relay.position, service.relay.handle)
-    if "projections" in roles:
-        skips = service.metrics.projection_skips
-        service.projections = [
-            Projection(app, views[name], model, on_skip=skips.labels(name).inc)
-            for name, model in READ_MODELS.items()
-        ]
-        group = ProjectionGroup(app, service.projections)
-        spawn("projections", group.position, group.handle)
-    if "api" in roles:
-        service.gateway = CommandGateway(
-            bootstrap_servers,
-            topics.commands,
-            topics.replies,
-            head=app.recorder.max_notification_id,
-            positions=lambda: [view.position() for view in views.values()],
-            timeout_s=settings.write_timeout_s,
-            broker_reachable=lambda: probe.reachable,
-        )
-        await service.gateway.start()
-        service.api = create_api(
-            tokens=settings.tokens(),
-            views=views,
-            gateway=service.gateway,
-            base_url=settings.base_url,
-            sdk_secret=settings.sdk_token_secret,
-            sdk_token_ttl_s=settings.sdk_token_ttl_s,
-            readiness=service.readiness,
-        )
-        service.api.state.metrics = service.metrics  # read by services.api.ops_routes
+    for name in roles:
+        role = ROLE_TYPES[name](context)
+        await role.start()
+        stack.push_async_callback(role.stop)
+        service.roles[name] = role
     return service
+
+
+@asynccontextmanager
+async def _running(loop: Coroutine[Any, Any, None], name: str) -> AsyncIterator[None]:
+    """A background loop that ends when the service's `stopping` is set; cancelled if not."""
+    task = asyncio.create_task(loop, name=name)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

@@ -19,7 +19,9 @@ def main(argv: list[str] | None = None) -> int:
 
     serve = sub.add_parser("serve", help="run the service (all roles by default)")
     serve.add_argument(
-        "--role", choices=["all", "commands", "relay", "projections", "api"], default="all"
+        "--role",
+        choices=["all", "commands", "relay", "projections", "api", "scheduler"],
+        default="all",
     )
 
     kafka = sub.add_parser("kafka", help="the local Kafka broker")
@@ -71,9 +73,10 @@ def _serve(settings: Settings, role: str) -> int:
 
 def _rebuild(settings: Settings, name: str | None) -> int:
     """Safe beside a running service: readers keep the old view until the swap."""
-    from projections.document_view import open_view
+    from services.application.notification_log import NotificationLog
     from services.bootstrap import READ_MODELS, build_application
     from services.roles.projections import rebuild
+    from services.store.document_view import open_view
     from services.store.schema_lock import schema_lock
 
     if name is not None and name not in READ_MODELS:
@@ -88,7 +91,7 @@ def _rebuild(settings: Settings, name: str | None) -> int:
             with schema_lock(settings.store):
                 live = open_view(app.factory, view_name)
                 shadow = open_view(app.factory, f"{view_name}__rebuild")
-            applied = rebuild(app, live, shadow, READ_MODELS[view_name])
+            applied = rebuild(NotificationLog(app), live, shadow, READ_MODELS[view_name])
             print(f"rebuilt {view_name} from {applied} notifications")
     finally:
         app.close()
@@ -96,7 +99,7 @@ def _rebuild(settings: Settings, name: str | None) -> int:
 
 
 def _kafka(settings: Settings, action: str) -> int:
-    from services.infra import kafka_local
+    from services.dev_provisioning import kafka as kafka_local
 
     state_dir = settings.state_dir / "kafka"
     try:
@@ -144,7 +147,7 @@ def _example() -> int:
 
 
 def _publish(settings: Settings) -> int:
-    from services.infra.kafka_local import broker_status
+    from services.dev_provisioning.kafka import broker_status
     from services.publishing import publish_lines
 
     bootstrap = settings.kafka_bootstrap or getattr(

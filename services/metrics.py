@@ -7,7 +7,7 @@ the store on each scrape, so any role's process reports the true lags of the who
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
@@ -15,9 +15,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from projections.document_view import DocumentView
-from services.application.app import FlowledgerApplication
-from services.roles.relay import RELAY_NAME
+from services.application.notification_log import RELAY_POSITION
+from services.store.document_view import DocumentView
 
 OUTCOMES = ("accepted", "duplicate", "rejected")
 # Batches take milliseconds to seconds (a batch is up to FLOWLEDGER_BATCH_MAX_RECORDS commands).
@@ -26,19 +25,19 @@ BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 
 Readiness = Callable[[], Mapping[str, Any]]
 
 
-def store_lag(app: FlowledgerApplication, views: Mapping[str, DocumentView]) -> dict[str, Any]:
+def store_lag(head_of_log: Callable[[], int], views: Mapping[str, DocumentView]) -> dict[str, Any]:
     """The notification head and how far behind it the relay and each projection are.
 
     Positions are the followers' tracking rows in the shared store: the relay's row sits in
     the same tracking table the views' recorders read, so this holds in every role's process.
     A follower that never recorded a position is behind by the whole head.
     """
-    head = app.recorder.max_notification_id() or 0
+    head = head_of_log()
     relay: int | None = None
     projection_lag: dict[str, int] = {}
     for name, view in views.items():
         if relay is None:
-            relay = view.max_tracking_id(RELAY_NAME) or 0
+            relay = view.max_tracking_id(RELAY_POSITION) or 0
         projection_lag[name] = head - (view.position() or 0)
     return {
         "notification_head": head,
@@ -52,6 +51,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._refresh: Callable[[], Awaitable[None]] | None = None
         self.commands = Counter(
             "flowledger_commands",
             "Commands answered on the replies topic, by outcome (one per delivery).",
@@ -83,17 +83,35 @@ class Metrics:
             ["projection"],
             registry=self.registry,
         )
+        self.timers_fired = Counter(
+            "flowledger_timers_fired",
+            "Timers the scheduler fired, by kind (sleep, backoff, wait, attempt, instance).",
+            ["kind"],
+            registry=self.registry,
+        )
 
-    def watch(self, readiness: Readiness) -> None:
-        """Reports kafka/store health and lags from `readiness` at each scrape."""
+    def watch(self, readiness: Readiness, refresh: Callable[[], Awaitable[None]]) -> None:
+        """Reports kafka/store health and lags from `readiness` at each scrape, after
+        `refresh` (which asks the store off the event loop)."""
         self.registry.register(_ReadinessCollector(readiness))
+        self._refresh = refresh
+
+    async def refresh(self) -> None:
+        """Brings the watched health up to date (nothing to do before `watch`)."""
+        if self._refresh is not None:
+            await self._refresh()
+
+    def watch_scheduler(self, pending_and_lag: Callable[[], tuple[int, int]]) -> None:
+        """Reports the scheduler's pending timers and lag (as of its last tick) at each
+        scrape."""
+        self.registry.register(_SchedulerCollector(pending_and_lag))
 
     def count_replies(self, outcomes: Iterable[str]) -> None:
         for outcome in outcomes:
             self.commands.labels(outcome).inc()
 
     def render(self) -> tuple[bytes, str]:
-        """Blocking (lags query the store): the text exposition and its content type."""
+        """The text exposition and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
@@ -129,6 +147,27 @@ class _ReadinessCollector(Collector):
         for name, value in sorted(report.get("projection_lag", {}).items()):
             lag.add_metric([name], value)
         yield lag
+
+
+class _SchedulerCollector(Collector):
+    def __init__(self, pending_and_lag: Callable[[], tuple[int, int]]) -> None:
+        self._pending_and_lag = pending_and_lag
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        pending, lag_ms = self._pending_and_lag()
+        yield GaugeMetricFamily(
+            "flowledger_timers_pending",
+            "Instances with a timer pending (not paused, not yet fired).",
+            value=pending,
+        )
+        yield GaugeMetricFamily(
+            "flowledger_scheduler_lag_seconds",
+            "How long the oldest due timer has waited to fire.",
+            value=lag_ms / 1000,
+        )
 
 
 def _gauge(name: str, documentation: str, status: str) -> GaugeMetricFamily:

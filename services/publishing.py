@@ -6,17 +6,20 @@ import json
 
 from aiokafka import AIOKafkaProducer
 
-from contracts.keys import instance_key, workflow_key
+from contracts.keys import command_fields_key
 
 
 def command_key(command: dict[str, object]) -> str:
-    """The instance key; the workflow key for RegisterWorkflow; the command_id for a minted id."""
-    account, workflow = str(command.get("account_id")), str(command.get("workflow_name"))
-    if command.get("type") == "RegisterWorkflow" or command.get("type") == "CreateInstances":
-        return workflow_key(account, workflow)
-    if command.get("instance_id"):
-        return instance_key(account, workflow, str(command["instance_id"]))
-    return str(command.get("command_id"))
+    """`contracts.keys.kafka_key` of a raw JSON command, which need not be a valid one (a
+    producer's line, a test's record): the key a valid command of these fields would have."""
+    instance_id = command.get("instance_id")
+    return command_fields_key(
+        str(command.get("type")),
+        str(command.get("account_id")),
+        str(command.get("workflow_name")),
+        str(instance_id) if instance_id else None,
+        str(command.get("command_id")),
+    )
 
 
 async def publish_lines(bootstrap: str, topic: str, text: str) -> list[str]:

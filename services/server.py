@@ -22,7 +22,6 @@ import uvicorn
 
 from services.api.ops_routes import create_ops_app
 from services.bootstrap import ROLES, start_service
-from services.infra.kafka_local import resolve_bootstrap
 from services.log_limits import limit_repeats
 from services.settings import Settings, UnsafeSettings
 
@@ -81,11 +80,14 @@ async def serve(settings: Settings, roles: tuple[str, ...] = ROLES) -> None:
         if not settings.is_deployment:
             dev_token = "dev-" + secrets.token_urlsafe(12)
             settings = settings.model_copy(update={"api_tokens": f"{dev_token}=*"})
-    bootstrap, release_kafka = (
-        await asyncio.to_thread(resolve_bootstrap, settings.state_dir / "kafka")
-        if not settings.kafka_bootstrap
-        else (settings.kafka_bootstrap, lambda: None)
-    )
+    bootstrap, release_kafka = settings.kafka_bootstrap or "", _nothing_to_release
+    if not bootstrap:
+        # Development only: production names its brokers, and never loads this module.
+        from services.dev_provisioning.kafka import resolve_bootstrap
+
+        bootstrap, release_kafka = await asyncio.to_thread(
+            resolve_bootstrap, settings.state_dir / "kafka"
+        )
     stop = asyncio.Event()
 
     def on_signal() -> None:
@@ -103,7 +105,7 @@ async def serve(settings: Settings, roles: tuple[str, ...] = ROLES) -> None:
     if service.api is not None:
         servers.append(_http(service.api, settings.http_host, settings.http_port))
     elif settings.ops_port is not None:
-        ops = create_ops_app(service.metrics, service.readiness)
+        ops = create_ops_app(service.metrics, service.readiness, service.store_health.refresh)
         servers.append(_http(ops, settings.http_host, settings.ops_port))
     _banner(settings, bootstrap, roles, dev_token)
     try:
@@ -124,6 +126,10 @@ def _http(app: Any, host: str, port: int) -> tuple[_QuietServer, asyncio.Task[No
         uvicorn.Config(app, host=host, port=port, log_level="warning", log_config=None)
     )
     return server, asyncio.create_task(server.serve())
+
+
+def _nothing_to_release() -> None:
+    """A broker Flowledger did not start is not Flowledger's to stop."""
 
 
 def _banner(

@@ -17,7 +17,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLOWLEDGER_", extra="ignore")
 
     kafka_bootstrap: str | None = Field(
-        default=None, description="host:port[,host:port]; unset = provision a broker (DESIGN.md)"
+        default=None,
+        description="host:port[,host:port]; unset = a local broker (services/dev_provisioning)",
     )
     store: str = Field(
         default="sqlite:///.flowledger/flowledger.db",

@@ -13,8 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from services.infra.kafka_local import resolve_bootstrap
-from services.infra.postgres_local import ENV_ADMIN_DSN, resolve_postgres_admin_dsn
+from services.dev_provisioning.kafka import resolve_bootstrap
+from services.dev_provisioning.postgres import ENV_ADMIN_DSN, resolve_postgres_admin_dsn
 
 
 def main(argv: list[str]) -> int:

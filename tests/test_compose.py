@@ -23,10 +23,11 @@ import yaml
 
 from services.api.app import create_api
 from services.api.ops_routes import create_ops_app
-from services.bootstrap import DRAIN_TIMEOUT_S, ROLES
-from services.infra.kafka_local import KAFKA_IMAGE
+from services.bootstrap import ROLES
+from services.dev_provisioning.kafka import KAFKA_IMAGE
 from services.infra.store_env import eventsourcing_env
 from services.metrics import Metrics
+from services.roles.role import DRAIN_TIMEOUT_S
 from services.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

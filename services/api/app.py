@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -11,7 +11,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from projections.document_view import DocumentView
 from services.api import (
     cloudflare_routes,
     onfido_routes,
@@ -25,6 +24,7 @@ from services.api.body_guard import BodyGuard
 from services.api.envelope import http_error, still_pending, validation_error
 from services.api.gateway import CommandGateway
 from services.api.writes import StillPending
+from services.store.document_view import DocumentView
 
 
 def reject_nul_in_query(request: Request) -> None:
@@ -48,6 +48,7 @@ def create_api(
     sdk_secret: str = "",
     sdk_token_ttl_s: float = sdk_tokens.DEFAULT_TTL_S,
     readiness: Callable[[], dict[str, Any]],
+    refresh: Callable[[], Awaitable[None]] | None = None,
 ) -> FastAPI:
     api = FastAPI(title="Flowledger", version="0.1.0", dependencies=[Depends(reject_nul_in_query)])
     api.state.api_tokens = ApiTokens(tokens)
@@ -74,6 +75,8 @@ def create_api(
 
     @api.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> JSONResponse:
+        if refresh is not None:
+            await refresh()  # the store's answer now, not a second ago
         report = readiness()
         return JSONResponse(status_code=200 if report["ready"] else 503, content=report)
 

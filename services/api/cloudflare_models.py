@@ -10,18 +10,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.limits import NAME_PATTERN
+from contracts.status import Status
 
-Status = Literal[
-    "queued",
-    "running",
-    "paused",
-    "errored",
-    "terminated",
-    "complete",
-    "waitingForPause",
-    "waiting",
-    "rollingBack",
-]
 TriggerSource = Literal["unknown", "api", "binding", "event", "cron"]
 Duration = int | str
 

@@ -8,17 +8,25 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 
+from contracts.commands import (
+    ChangeStatus,
+    CreateInstance,
+    CreateInstances,
+    InstanceBody,
+    RestartFrom,
+    Retention,
+    SendEvent,
+    StepType,
+)
 from contracts.keys import instance_global_id
-from contracts.limits import MAX_BATCH, NAME_PATTERN
+from contracts.limits import MAX_BATCH
 from projections import cloudflare_instance as cf
-from projections.document_view import DocumentView
-from projections.document_view import Query as ViewQuery
 from projections.timestamps import iso
-from services.api.auth import Principal, authenticate
+from services.api.auth import Principal
 from services.api.cloudflare_models import (
     ERROR_RESPONSES,
     WRITE_RESPONSES,
@@ -32,26 +40,28 @@ from services.api.cloudflare_models import (
     StatusEditResult,
     StepResult,
 )
+from services.api.deps import (
+    AccountId,
+    Caller,
+    CloudflareView,
+    EventType,
+    InstanceId,
+    WorkflowName,
+    view,
+)
 from services.api.envelope import ok
+from services.api.gateway import new_command_id
 from services.api.paging import decode_cursor, encode_cursor
 from services.api.rendering import answer
 from services.api.writes import submit
+from services.store.document_view import DocumentView
+from services.store.document_view import Query as ViewQuery
 
 router = APIRouter(
     prefix="/client/v4/accounts/{account_id}/workflows/{workflow_name}/instances",
     tags=["cloudflare instances"],
     responses=ERROR_RESPONSES,
 )
-
-AccountId = Annotated[str, Path(min_length=1, max_length=64, pattern=NAME_PATTERN)]
-WorkflowName = Annotated[str, Path(min_length=1, max_length=64, pattern=NAME_PATTERN)]
-InstanceId = Annotated[str, Path(min_length=1, max_length=100, pattern=NAME_PATTERN)]
-EventType = Annotated[str, Path(min_length=1, max_length=100, pattern=NAME_PATTERN)]
-Caller = Annotated[Principal, Depends(authenticate)]
-
-
-def _view(request: Request) -> DocumentView:
-    return request.app.state.views[cf.VIEW_NAME]  # type: ignore[no-any-return]
 
 
 def _visible(principal: Principal, account_id: str) -> None:
@@ -61,26 +71,22 @@ def _visible(principal: Principal, account_id: str) -> None:
 
 
 async def _document(
-    request: Request, account_id: str, workflow_name: str, instance_id: str
+    view: DocumentView, account_id: str, workflow_name: str, instance_id: str
 ) -> dict[str, Any]:
     key = str(instance_global_id(account_id, workflow_name, instance_id))
-    doc = await asyncio.to_thread(_view(request).get, key)
+    doc = await asyncio.to_thread(view.get, key)
     if doc is None or doc["account_id"] != account_id:
         raise HTTPException(status_code=404, detail=f"instance {instance_id!r} not found")
     return doc
 
 
-def _body(account_id: str, workflow_name: str, item: InstanceCreate) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "account_id": account_id,
-        "workflow_name": workflow_name,
-        "params": item.params,
-    }
-    if item.instance_id is not None:
-        body["instance_id"] = item.instance_id
-    if item.instance_retention is not None:
-        body["retention"] = item.instance_retention.model_dump(exclude_none=True)
-    return body
+def _retention(item: InstanceCreate) -> Retention | None:
+    given = item.instance_retention
+    if given is None:
+        return None
+    return Retention(
+        success_retention=given.success_retention, error_retention=given.error_retention
+    )
 
 
 @router.post(
@@ -97,12 +103,19 @@ async def create_instance(
     item: Annotated[InstanceCreate | None, Body()] = None,
 ) -> Response:
     _visible(caller, account_id)
-    command = {
-        "type": "CreateInstance",
-        **_body(account_id, workflow_name, item or InstanceCreate()),
-    }
+    item = item or InstanceCreate()
+    command = CreateInstance(
+        command_id=new_command_id(),
+        account_id=account_id,
+        workflow_name=workflow_name,
+        instance_id=item.instance_id,
+        params=item.params,
+        retention=_retention(item),
+    )
     reply = await submit(request, command)
-    doc = await _document(request, account_id, workflow_name, reply.instance_id or "")
+    # Read once the write is answered (see deps.view).
+    instances = view(request, cf.VIEW_NAME)
+    doc = await _document(instances, account_id, workflow_name, reply.instance_id or "")
     return answer(request, ok(cf.list_item(doc)))
 
 
@@ -120,21 +133,24 @@ async def create_instances(
     items: Annotated[list[InstanceCreate], Body(min_length=1, max_length=MAX_BATCH)],
 ) -> Response:
     _visible(caller, account_id)
-    bodies = [_body(account_id, workflow_name, item) for item in items]
-    for body in bodies:
-        del body["account_id"], body["workflow_name"]
-    command = {
-        "type": "CreateInstances",
-        "account_id": account_id,
-        "workflow_name": workflow_name,
-        "instances": bodies,
-    }
+    command = CreateInstances(
+        command_id=new_command_id(),
+        account_id=account_id,
+        workflow_name=workflow_name,
+        instances=[
+            InstanceBody(
+                instance_id=item.instance_id, params=item.params, retention=_retention(item)
+            )
+            for item in items
+        ],
+    )
     reply = await submit(request, command)
     keys = [
         str(instance_global_id(account_id, workflow_name, item.instance_id))
         for item in reply.instances or []
     ]
-    docs = await asyncio.to_thread(_view(request).get_many, keys)
+    # Read once the write is answered (see deps.view).
+    docs = await asyncio.to_thread(view(request, cf.VIEW_NAME).get_many, keys)
     return answer(request, ok([cf.list_item(docs[key]) for key in keys if key in docs]))
 
 
@@ -144,6 +160,7 @@ async def list_instances(
     account_id: AccountId,
     workflow_name: WorkflowName,
     caller: Caller,
+    instances: CloudflareView,
     status: Status | None = None,
     date_start: datetime | None = None,
     date_end: datetime | None = None,
@@ -168,9 +185,8 @@ async def list_instances(
         limit=per_page + 1,
         offset=((page or 1) - 1) * per_page,
     )
-    view = _view(request)
     docs, total = await asyncio.gather(
-        asyncio.to_thread(view.find, query), asyncio.to_thread(view.count, query)
+        asyncio.to_thread(instances.find, query), asyncio.to_thread(instances.count, query)
     )
     shown = docs[:per_page]
     info: dict[str, Any] = {"count": len(shown), "per_page": per_page, "total_count": total}
@@ -193,11 +209,12 @@ async def get_instance(
     workflow_name: WorkflowName,
     instance_id: InstanceId,
     caller: Caller,
+    instances: CloudflareView,
     order: Literal["asc", "desc"] = "asc",
     simple: bool = False,
 ) -> Response:
     _visible(caller, account_id)
-    doc = await _document(request, account_id, workflow_name, instance_id)
+    doc = await _document(instances, account_id, workflow_name, instance_id)
     response = cf.get_response(doc)
     if simple:
         response["steps"] = []
@@ -215,12 +232,13 @@ async def get_step(
     workflow_name: WorkflowName,
     instance_id: InstanceId,
     caller: Caller,
+    instances: CloudflareView,
     name: Annotated[str, Query(min_length=1, max_length=256)],
     type: Literal["step", "sleep", "waitForEvent"] | None = None,
     attempt: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
 ) -> Response:
     _visible(caller, account_id)
-    doc = await _document(request, account_id, workflow_name, instance_id)
+    doc = await _document(instances, account_id, workflow_name, instance_id)
     result = cf.step_response(doc, name, type, attempt)
     if result is None:
         raise HTTPException(status_code=404, detail=f"step {name!r} not found")
@@ -242,16 +260,19 @@ async def edit_status(
     edit: StatusEdit,
 ) -> Response:
     _visible(caller, account_id)
-    command: dict[str, Any] = {
-        "type": "ChangeStatus",
-        "account_id": account_id,
-        "workflow_name": workflow_name,
-        "instance_id": instance_id,
-        "action": edit.status,
-        "rollback": edit.rollback,
-    }
+    restart_from = None
     if edit.from_ is not None:
-        command["from"] = {**edit.from_.model_dump(), "type": edit.from_.step_type}
+        step_type = cast(StepType, edit.from_.step_type)
+        restart_from = RestartFrom(name=edit.from_.name, count=edit.from_.count, type=step_type)
+    command = ChangeStatus(
+        command_id=new_command_id(),
+        account_id=account_id,
+        workflow_name=workflow_name,
+        instance_id=instance_id,
+        action=edit.status,
+        rollback=edit.rollback,
+        from_=restart_from,
+    )
     reply = await submit(request, command)
     return answer(request, ok({"status": reply.status, "timestamp": iso(datetime.now(UTC))}))
 
@@ -272,13 +293,13 @@ async def send_event(
     payload: Annotated[Any, Body()] = None,
 ) -> Response:
     _visible(caller, account_id)
-    command = {
-        "type": "SendEvent",
-        "account_id": account_id,
-        "workflow_name": workflow_name,
-        "instance_id": instance_id,
-        "event_type": event_type,
-        "payload": payload,
-    }
+    command = SendEvent(
+        command_id=new_command_id(),
+        account_id=account_id,
+        workflow_name=workflow_name,
+        instance_id=instance_id,
+        event_type=event_type,
+        payload=payload,
+    )
     await submit(request, command)
     return answer(request, ok({"instanceId": instance_id, "timestamp": iso(datetime.now(UTC))}))

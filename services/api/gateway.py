@@ -21,16 +21,16 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from contracts.commands import AnyCommand
+from contracts.keys import kafka_key
 from contracts.limits import MAX_COMMAND_BYTES
 from contracts.replies import Reply
 from services.infra.backoff import Backoff
-from services.publishing import command_key
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,11 @@ log = logging.getLogger(__name__)
 # How long the broker may take to acknowledge a command before the write answers 503. Apart
 # from the write timeout: a command the broker took is answered 202 past that one.
 PUBLISH_TIMEOUT_S = 10.0
+
+
+def new_command_id() -> str:
+    """A new command's id: the api mints a fresh one for every write it publishes."""
+    return str(uuid.uuid4())
 
 
 class CommandTooLarge(Exception):
@@ -103,16 +108,15 @@ class CommandGateway:
             if client is not None:
                 await client.stop()
 
-    async def submit(self, command: dict[str, Any]) -> tuple[str, Reply | None]:
-        """Publishes `command` (a command_id is added) and returns its reply once the views
-        show it; None when that did not happen within the timeout."""
+    async def submit(self, command: AnyCommand) -> Reply | None:
+        """Publishes `command` and returns its reply once the views show it; None when that
+        did not happen within the timeout."""
         if self._reader is None:
             raise RuntimeError("the gateway is not started")
         if not self._broker_reachable():
             raise BrokerUnavailable("the Kafka broker is unreachable; try again shortly")
-        command_id = str(uuid.uuid4())
-        command = {**command, "command_id": command_id}
-        key, value = command_key(command).encode(), msgspec.json.encode(command)
+        command_id = command.command_id
+        key, value = kafka_key(command).encode(), msgspec.json.encode(command)
         if len(key) + len(value) > MAX_COMMAND_BYTES:
             raise CommandTooLarge(
                 f"the command is {len(key) + len(value)} bytes as JSON; the limit is "
@@ -128,11 +132,11 @@ class CommandGateway:
                 if reply.outcome != "rejected":
                     head = await asyncio.to_thread(self._head)
                     await self._projections_reach(head or 0)
-            return command_id, reply
+            return reply
         except TimeoutError:
             # A rejection needs no projection, so it is answered even when they lag behind.
             late = future.result() if future.done() and not future.cancelled() else None
-            return command_id, late if late is not None and late.outcome == "rejected" else None
+            return late if late is not None and late.outcome == "rejected" else None
         finally:
             self._waiting.pop(command_id, None)
 

@@ -12,94 +12,24 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
+from contracts.commands import CreateInstance
 from contracts.keys import instance_global_id
-from contracts.limits import MAX_TAGS
-from projections import onfido_run, workflows
-from projections.document_view import DocumentView
-from projections.document_view import Query as ViewQuery
+from projections import onfido_run
 from projections.timestamps import iso
 from services.api import sdk_tokens
-from services.api.auth import Principal, acting_account, authenticate
+from services.api.auth import acting_account
+from services.api.deps import Caller, OnfidoRunsView, WorkflowsView
+from services.api.gateway import new_command_id
+from services.api.onfido_models import ERROR_RESPONSES, WorkflowRun, WorkflowRunCreate
 from services.api.rendering import answer
 from services.api.writes import StillPending, submit
+from services.store.document_view import Query as ViewQuery
 
 PAGE_SIZE = 20
 
-OnfidoStatus = Literal[
-    "processing", "awaiting_input", "awaiting_client_input", "approved", "declined", "review",
-    "abandoned", "error",
-]  # fmt: skip
-
-Tag = Annotated[str, Field(min_length=1, max_length=128)]
-
-
-class OnfidoError(BaseModel):
-    type: str
-    message: str
-    fields: dict[str, Any]
-
-
-class OnfidoErrorBody(BaseModel):
-    error: OnfidoError
-
-
-class RunError(BaseModel):
-    type: str | None = None
-    message: str | None = None
-
-
-class WorkflowRun(BaseModel):
-    """Seed 001; the optional fields without a value are left out (routes exclude unset)."""
-
-    applicant_id: str
-    workflow_id: str
-    tags: list[str] | None
-    customer_user_id: str | None = None
-    link: dict[str, Any] | None = None
-    created_at: str
-    updated_at: str
-    id: str
-    workflow_version_id: int
-    dashboard_url: str
-    status: OnfidoStatus
-    output: dict[str, Any] | None = None
-    reasons: list[str] | None = None
-    error: RunError | None = None
-    sdk_token: str
-
-
-class WorkflowRunCreate(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    workflow_id: UUID
-    applicant_id: UUID
-    tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS)
-    customer_user_id: str | None = Field(default=None, max_length=256)
-    link: dict[str, Any] | None = None
-    custom_data: dict[str, Any] | None = None
-
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": OnfidoErrorBody, "description": text}
-    for status, text in {
-        400: "the body is not JSON, or holds NaN, Infinity or JSON nested too deep",
-        401: "missing, malformed, unknown or expired token",
-        404: "no such workflow run (or not visible to this token)",
-        413: "request body too large",
-        415: "a request body not sent as application/json",
-        422: "invalid request",
-    }.items()
-}
-
-router = APIRouter(prefix="/v3.6/workflow_runs", tags=["onfido"], responses=ERRORS)
-Caller = Annotated[Principal, Depends(authenticate)]
-
-
-def _runs(request: Request) -> DocumentView:
-    return request.app.state.views[onfido_run.VIEW_NAME]  # type: ignore[no-any-return]
+router = APIRouter(prefix="/v3.6/workflow_runs", tags=["onfido"], responses=ERROR_RESPONSES)
 
 
 def _render(request: Request, doc: dict[str, Any]) -> dict[str, Any]:
@@ -117,35 +47,40 @@ def _render(request: Request, doc: dict[str, Any]) -> dict[str, Any]:
     responses={202: {"description": "published, not answered in time: {command_id, status}"}},
 )
 async def create_workflow_run(
-    request: Request, body: WorkflowRunCreate, caller: Caller, account_id: str | None = None
+    request: Request,
+    body: WorkflowRunCreate,
+    caller: Caller,
+    workflows: WorkflowsView,
+    runs: OnfidoRunsView,
+    account_id: str | None = None,
 ) -> Response:
     account = acting_account(caller, account_id)
-    workflow = await asyncio.to_thread(
-        request.app.state.views[workflows.VIEW_NAME].get, str(body.workflow_id)
-    )
+    workflow = await asyncio.to_thread(workflows.get, str(body.workflow_id))
     if workflow is None or workflow["account_id"] != account:
         raise HTTPException(status_code=422, detail=f"workflow {body.workflow_id} not found")
-    command: dict[str, Any] = {
-        "type": "CreateInstance",
-        "account_id": account,
-        "workflow_name": workflow["workflow_name"],
-        "params": body.custom_data,
-        "applicant_id": str(body.applicant_id),
-        "tags": body.tags or [],
-        "customer_user_id": body.customer_user_id,
-        "link": body.link,
-    }
+    command = CreateInstance(
+        command_id=new_command_id(),
+        account_id=account,
+        workflow_name=workflow["workflow_name"],
+        params=body.custom_data,
+        applicant_id=str(body.applicant_id),
+        tags=body.tags or [],
+        customer_user_id=body.customer_user_id,
+        link=body.link,
+    )
     reply = await submit(request, command)
     key = str(instance_global_id(account, workflow["workflow_name"], reply.instance_id or ""))
-    doc = await asyncio.to_thread(_runs(request).get, key)
+    doc = await asyncio.to_thread(runs.get, key)
     if doc is None:  # accepted, yet not projected within the write timeout
         raise StillPending(reply.command_id)
     return answer(request, _render(request, doc))
 
 
 @router.get("/{workflow_run_id}", response_model=WorkflowRun, response_model_exclude_unset=True)
-async def find_workflow_run(request: Request, workflow_run_id: UUID, caller: Caller) -> Response:
-    doc = await asyncio.to_thread(_runs(request).get, str(workflow_run_id))
+async def find_workflow_run(
+    request: Request, workflow_run_id: UUID, caller: Caller, runs: OnfidoRunsView
+) -> Response:
+    doc = await asyncio.to_thread(runs.get, str(workflow_run_id))
     if doc is None or not caller.may_read_run(doc["account_id"], doc["id"]):
         raise HTTPException(status_code=404, detail=f"workflow run {workflow_run_id} not found")
     return answer(request, _render(request, doc))
@@ -155,6 +90,7 @@ async def find_workflow_run(request: Request, workflow_run_id: UUID, caller: Cal
 async def list_workflow_runs(
     request: Request,
     caller: Caller,
+    runs: OnfidoRunsView,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     status: Annotated[str | None, Query(max_length=512)] = None,
     created_at_gt: date | datetime | None = None,
@@ -175,7 +111,7 @@ async def list_workflow_runs(
         limit=PAGE_SIZE,
         offset=(page - 1) * PAGE_SIZE,
     )
-    docs = await asyncio.to_thread(_runs(request).find, query)
+    docs = await asyncio.to_thread(runs.find, query)
     return answer(request, [_render(request, doc) for doc in docs])
 
 

@@ -8,7 +8,7 @@ root). Roles without the api serve the same endpoints, with /healthz and /readyz
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -24,12 +24,16 @@ async def metrics(request: Request) -> Response:
     registry: Metrics | None = getattr(request.app.state, "metrics", None)
     if registry is None:
         return Response("metrics are not set up in this process\n", status_code=404)
-    # Off the event loop: scraping computes the lags with store queries.
+    await registry.refresh()  # the lags as of now, asked off the event loop
     body, content_type = await asyncio.to_thread(registry.render)
     return Response(body, media_type=content_type)
 
 
-def create_ops_app(metrics: Metrics, readiness: Callable[[], dict[str, Any]]) -> FastAPI:
+def create_ops_app(
+    metrics: Metrics,
+    readiness: Callable[[], dict[str, Any]],
+    refresh: Callable[[], Awaitable[None]] | None = None,
+) -> FastAPI:
     """Probes and metrics alone, for a process running the commands, relay or projections."""
     app = FastAPI(title="Flowledger operations", openapi_url=None, docs_url=None, redoc_url=None)
     app.state.metrics = metrics
@@ -41,7 +45,9 @@ def create_ops_app(metrics: Metrics, readiness: Callable[[], dict[str, Any]]) ->
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
-        report = await asyncio.to_thread(readiness)
+        if refresh is not None:
+            await refresh()  # the store's answer now, not a second ago
+        report = readiness()
         return JSONResponse(status_code=200 if report["ready"] else 503, content=report)
 
     return app

@@ -14,26 +14,25 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel
 
+from contracts.status import NOT_TERMINAL, TERMINAL
 from projections import agent_run, staged_instance
-from projections.document_view import DocumentView
-from projections.document_view import Query as ViewQuery
-from projections.instance_status import TERMINAL
-from services.api.auth import Principal, acting_account, authenticate
+from services.api.auth import Principal, acting_account
 from services.api.cloudflare_models import ERROR_RESPONSES
+from services.api.deps import AgentRunsView, Caller, StagedView
 from services.api.paging import decode_cursor, encode_cursor
 from services.api.rendering import answer
+from services.store.document_view import DocumentView
+from services.store.document_view import Query as ViewQuery
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
-Caller = Annotated[Principal, Depends(authenticate)]
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=1024)]
 RunStatus = Literal[
     "pending", "failed", "running", "completed", "cancelled", "timed_out", "paused", "waiting"
 ]
-NOT_TERMINAL = ("queued", "running", "waiting", "waitingForPause", "paused", "rollingBack")
 
 
 class Run(BaseModel):
@@ -89,20 +88,15 @@ class WorkflowInstancePage(BaseModel):
     nextCursor: str | None
 
 
-def _view(request: Request, name: str) -> DocumentView:
-    return request.app.state.views[name]  # type: ignore[no-any-return]
-
-
-async def _one(request: Request, caller: Principal, view_name: str, id: UUID) -> dict[str, Any]:
-    doc = await asyncio.to_thread(_view(request, view_name).get, str(id))
+async def _one(view: DocumentView, caller: Principal, id: UUID) -> dict[str, Any]:
+    doc = await asyncio.to_thread(view.get, str(id))
     if doc is None or not caller.may_see(doc["account_id"]):
         raise HTTPException(status_code=404, detail=f"{id} not found")
     return doc
 
 
 async def _page(
-    request: Request,
-    view_name: str,
+    view: DocumentView,
     query: ViewQuery,
     cursor: str | None,
     render: Callable[[dict[str, Any]], dict[str, Any]],
@@ -110,7 +104,7 @@ async def _page(
     limit = query.limit
     after = decode_cursor(cursor) if cursor else None
     query = msgspec.structs.replace(query, after=after, limit=limit + 1)
-    docs = await asyncio.to_thread(_view(request, view_name).find, query)
+    docs = await asyncio.to_thread(view.find, query)
     shown = docs[:limit]
     more = len(docs) > limit
     next_cursor = encode_cursor(shown[-1]["created_on"], shown[-1]["id"]) if more else None
@@ -121,6 +115,7 @@ async def _page(
 async def list_runs(
     request: Request,
     caller: Caller,
+    runs: AgentRunsView,
     workspace: Annotated[str | None, Query(max_length=256)] = None,
     status: RunStatus | None = None,
     parent: UUID | None = None,
@@ -141,13 +136,13 @@ async def list_runs(
         descending=True,
         limit=limit,
     )
-    page = await _page(request, agent_run.VIEW_NAME, query, cursor, agent_run.render)
+    page = await _page(runs, query, cursor, agent_run.render)
     return answer(request, page)
 
 
 @router.get("/runs/{run_id}", response_model=Run, tags=["runs"])
-async def get_run(request: Request, run_id: UUID, caller: Caller) -> Response:
-    doc = await _one(request, caller, agent_run.VIEW_NAME, run_id)
+async def get_run(request: Request, run_id: UUID, caller: Caller, runs: AgentRunsView) -> Response:
+    doc = await _one(runs, caller, run_id)
     return answer(request, agent_run.render(doc))
 
 
@@ -160,6 +155,7 @@ async def get_run(request: Request, run_id: UUID, caller: Caller) -> Response:
 async def list_workflow_instances(
     request: Request,
     caller: Caller,
+    instances: StagedView,
     terminated: bool | None = None,
     workflow_id: UUID | None = None,
     cursor: Cursor = None,
@@ -174,7 +170,7 @@ async def list_workflow_instances(
         descending=True,
         limit=limit,
     )
-    page = await _page(request, staged_instance.VIEW_NAME, query, cursor, staged_instance.render)
+    page = await _page(instances, query, cursor, staged_instance.render)
     return answer(request, page)
 
 
@@ -184,6 +180,8 @@ async def list_workflow_instances(
     response_model_exclude_unset=True,
     tags=["staged"],
 )
-async def get_workflow_instance(request: Request, instance_id: UUID, caller: Caller) -> Response:
-    doc = await _one(request, caller, staged_instance.VIEW_NAME, instance_id)
+async def get_workflow_instance(
+    request: Request, instance_id: UUID, caller: Caller, instances: StagedView
+) -> Response:
+    doc = await _one(instances, caller, instance_id)
     return answer(request, staged_instance.render(doc))

@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 
+from contracts.commands import RegisterWorkflow
 from contracts.keys import workflow_global_id
-from contracts.limits import NAME_PATTERN
 from projections import workflows
-from projections.document_view import DocumentView
-from projections.document_view import Query as ViewQuery
-from services.api.auth import Principal, authenticate
+from services.api.auth import Principal
 from services.api.cloudflare_models import (
     ERROR_RESPONSES,
     WRITE_RESPONSES,
@@ -20,9 +18,13 @@ from services.api.cloudflare_models import (
     Workflow,
     WorkflowPut,
 )
+from services.api.deps import AccountId, Caller, WorkflowName, WorkflowsView, view
 from services.api.envelope import ok
+from services.api.gateway import new_command_id
 from services.api.rendering import answer
 from services.api.writes import submit
+from services.store.document_view import DocumentView
+from services.store.document_view import Query as ViewQuery
 
 router = APIRouter(
     prefix="/client/v4/accounts/{account_id}/workflows",
@@ -30,20 +32,12 @@ router = APIRouter(
     responses=ERROR_RESPONSES,
 )
 
-AccountId = Annotated[str, Path(min_length=1, max_length=64, pattern=NAME_PATTERN)]
-WorkflowName = Annotated[str, Path(min_length=1, max_length=64, pattern=NAME_PATTERN)]
-Caller = Annotated[Principal, Depends(authenticate)]
 
-
-def _view(request: Request) -> DocumentView:
-    return request.app.state.views[workflows.VIEW_NAME]  # type: ignore[no-any-return]
-
-
-async def _workflow(request: Request, caller: Principal, account_id: str, name: str) -> Any:
+async def _workflow(view: DocumentView, caller: Principal, account_id: str, name: str) -> Any:
     doc = None
     if caller.may_see(account_id):
         key = str(workflow_global_id(account_id, name))
-        doc = await asyncio.to_thread(_view(request).get, key)
+        doc = await asyncio.to_thread(view.get, key)
     if doc is None or doc["account_id"] != account_id:
         raise HTTPException(status_code=404, detail=f"workflow {name!r} not found")
     return doc
@@ -64,15 +58,18 @@ async def put_workflow(
 ) -> Response:
     if not caller.may_see(account_id):
         raise HTTPException(status_code=404, detail="account not found")
-    fields = (body or WorkflowPut()).model_dump(exclude_none=True)
-    command = {
-        "type": "RegisterWorkflow",
-        "account_id": account_id,
-        "workflow_name": workflow_name,
-        **fields,
-    }
+    body = body or WorkflowPut()
+    command = RegisterWorkflow(
+        command_id=new_command_id(),
+        account_id=account_id,
+        workflow_name=workflow_name,
+        class_name=body.class_name,
+        script_name=body.script_name,
+    )
     await submit(request, command)
-    doc = await _workflow(request, caller, account_id, workflow_name)
+    # Read once the write is answered (see deps.view).
+    registered = view(request, workflows.VIEW_NAME)
+    doc = await _workflow(registered, caller, account_id, workflow_name)
     return answer(request, ok(workflows.render(doc)))
 
 
@@ -80,9 +77,13 @@ async def put_workflow(
     "/{workflow_name}", response_model=Envelope[Workflow], response_model_exclude_unset=True
 )
 async def get_workflow(
-    request: Request, account_id: AccountId, workflow_name: WorkflowName, caller: Caller
+    request: Request,
+    account_id: AccountId,
+    workflow_name: WorkflowName,
+    caller: Caller,
+    registered: WorkflowsView,
 ) -> Response:
-    doc = await _workflow(request, caller, account_id, workflow_name)
+    doc = await _workflow(registered, caller, account_id, workflow_name)
     return answer(request, ok(workflows.render(doc)))
 
 
@@ -91,15 +92,15 @@ async def list_workflows(
     request: Request,
     account_id: AccountId,
     caller: Caller,
+    registered: WorkflowsView,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     per_page: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> Response:
     if not caller.may_see(account_id):
         raise HTTPException(status_code=404, detail="account not found")
     query = ViewQuery(account_id=account_id, limit=per_page, offset=(page - 1) * per_page)
-    view = _view(request)
     docs, total = await asyncio.gather(
-        asyncio.to_thread(view.find, query), asyncio.to_thread(view.count, query)
+        asyncio.to_thread(registered.find, query), asyncio.to_thread(registered.count, query)
     )
     info = {"count": len(docs), "per_page": per_page, "total_count": total, "page": page}
     return answer(request, ok([workflows.render(d) for d in docs], info))

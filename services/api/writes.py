@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import HTTPException, Request
 
+from contracts.commands import AnyCommand
 from contracts.replies import Reply
 from services.api.gateway import BrokerUnavailable, CommandGateway, CommandTooLarge
 
@@ -20,6 +19,7 @@ STATUS_BY_CODE = {
     "instance.restart_step_not_found": 422,
     "instance.finished": 409,
     "step.mismatch": 409,
+    "step.attempt_timed_out": 409,
     "limit.exceeded": 400,
     "payload.too_large": 413,
     "command.invalid": 400,
@@ -49,19 +49,19 @@ class Rejected(HTTPException):
         self.code = code
 
 
-async def submit(request: Request, command: dict[str, Any]) -> Reply:
+async def submit(request: Request, command: AnyCommand) -> Reply:
     """The accepted (or duplicate) reply to `command`; raises Rejected or StillPending."""
     gateway: CommandGateway | None = request.app.state.gateway
     if gateway is None:
         raise HTTPException(status_code=503, detail="this process does not accept writes")
     try:
-        command_id, reply = await gateway.submit(command)
+        reply = await gateway.submit(command)
     except BrokerUnavailable as error:
         raise HTTPException(status_code=503, detail=str(error)) from error
     except CommandTooLarge as error:
         raise HTTPException(status_code=413, detail=str(error)) from error
     if reply is None:
-        raise StillPending(command_id)
+        raise StillPending(command.command_id)
     if reply.outcome == "rejected":
         raise Rejected(reply)
     return reply

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,24 +19,27 @@ from uuid import UUID
 import msgspec
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, PersistenceError, Transcoder
-from eventsourcing.utils import Environment
+from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing.utils import Environment, EnvType
 
 from contracts.commands import AnyCommand, CreateInstance, CreateInstances
-from contracts.keys import instance_key, minted_instance_id, workflow_key
+from contracts.keys import kafka_key, minted_instance_id
 from contracts.limits import MAX_REASON_CHARS, bounded
 from contracts.replies import Reply, ReplyError
 from services.application.command_log import CommandRecord, command_digest, command_record_id
-from services.application.existing import existing_ids
 from services.application.handlers import HANDLERS, Decision
 from services.domain.errors import DomainError
 from services.domain.instance import WorkflowInstance
 from services.domain.workflow import Workflow
-from services.store.transcoder import TaggedJSONTranscoder
 
 log = logging.getLogger(__name__)
 
 MAX_RETRIES_ON_CONFLICT = 5
+
+# The port "which of these aggregates have stored events?", asked once per batch (see `handle`).
+# The default asks the store id by id; the composition root plugs in one query per batch
+# (services.store.existing_ids).
+ExistingIds = Callable[[Iterable[UUID]], set[UUID]]
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,15 @@ class UnitOfWork:
 class FlowledgerApplication(Application):  # type: ignore[type-arg]
     name = "flowledger"
 
+    def __init__(self, env: EnvType | None = None) -> None:
+        super().__init__(env)
+        self.existing_ids: ExistingIds = self.existing_ids_one_by_one
+
+    def existing_ids_one_by_one(self, ids: Iterable[UUID]) -> set[UUID]:
+        """The ids among `ids` with at least one stored event, on any store: one read through
+        the recorder's public API per id (correct everywhere, slower than one query)."""
+        return {i for i in ids if self.recorder.select_events(i, limit=1)}
+
     def construct_env(self, name: str, env: Any = None) -> Environment:
         """Fast-forward stays on whatever the environment says: each get of a cached aggregate
         then reads the events other commands members stored since, so a member that loses and
@@ -114,16 +126,11 @@ class FlowledgerApplication(Application):  # type: ignore[type-arg]
         environment.pop(f"{name.upper()}_{self.AGGREGATE_CACHE_FASTFORWARD}", None)
         return environment
 
-    def construct_transcoder(self) -> Transcoder:
-        transcoder = TaggedJSONTranscoder()
-        self.register_transcodings(transcoder)
-        return transcoder
-
     def handle(self, commands: Sequence[AnyCommand], now: datetime) -> list[Reply]:
         """Decides and saves a batch; on a write conflict falls back to one command at a time."""
         unit = UnitOfWork(self)
         candidates = {i for command in commands for i in _candidate_ids(command)}
-        unit.know_absent(candidates - existing_ids(self.recorder, candidates))
+        unit.know_absent(candidates - self.existing_ids(candidates))
         replies = [self._decide(unit, command, now) for command in commands]
         try:
             self.save(*unit.changed())
@@ -205,11 +212,8 @@ class FlowledgerApplication(Application):  # type: ignore[type-arg]
 
 
 def _key(command: AnyCommand) -> str:
-    """The command's instance key, for logs; the workflow key when it names no instance."""
-    instance_id = getattr(command, "instance_id", None)
-    if instance_id:
-        return instance_key(command.account_id, command.workflow_name, instance_id)
-    return workflow_key(command.account_id, command.workflow_name)
+    """The command's Kafka key, for logs (the instance key when it names one instance)."""
+    return kafka_key(command)
 
 
 def _candidate_ids(command: AnyCommand) -> list[UUID]:

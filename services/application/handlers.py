@@ -295,6 +295,18 @@ def time_out_wait(unit: UnitOfWork, cmd: c.TimeOutWait, now: datetime) -> Decisi
     return Decision(instance=instance)
 
 
+def time_out_attempt(unit: UnitOfWork, cmd: c.TimeOutAttempt, now: datetime) -> Decision:
+    instance = _instance(unit, cmd)
+    instance.time_out_attempt(name=cmd.name, attempt=cmd.attempt, command_id=cmd.command_id, at=now)
+    return Decision(instance=instance)
+
+
+def time_out_instance(unit: UnitOfWork, cmd: c.TimeOutInstance, now: datetime) -> Decision:
+    instance = _instance(unit, cmd)
+    instance.time_out(command_id=cmd.command_id, at=now)
+    return Decision(instance=instance)
+
+
 def acknowledge_pause(unit: UnitOfWork, cmd: c.AcknowledgePause, now: datetime) -> Decision:
     instance = _instance(unit, cmd)
     instance.acknowledge_pause(command_id=cmd.command_id, at=now)
@@ -343,6 +355,8 @@ HANDLERS: dict[type, Handler] = {
     c.EndStep: end_step,
     c.EndSleep: end_sleep,
     c.TimeOutWait: time_out_wait,
+    c.TimeOutAttempt: time_out_attempt,
+    c.TimeOutInstance: time_out_instance,
     c.AcknowledgePause: acknowledge_pause,
     c.CompleteRun: complete_run,
     c.FailRun: fail_run,

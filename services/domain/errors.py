@@ -43,5 +43,11 @@ class StepMismatch(DomainError):
     code = "step.mismatch"
 
 
+class AttemptTimedOut(DomainError):
+    """An engine ended an attempt that the scheduler had already timed out."""
+
+    code = "step.attempt_timed_out"
+
+
 class LimitExceeded(DomainError):
     code = "limit.exceeded"

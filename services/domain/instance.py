@@ -3,6 +3,8 @@
 Pure Python: no Kafka, HTTP, SQL or clock. Every public method is one command; it checks its
 guards first (raising a named DomainError, so a rejected command records nothing) and then
 records one or more past-tense events. Ids and timestamps are passed in by the application.
+What an event means for the status is not written here: every event takes it from the
+transition table in contracts/status.py, the one the projections fold with.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from contracts.keys import instance_global_id
 from services.domain import status as st
 from services.domain.durations import backoff_delay_ms
 from services.domain.errors import (
+    AttemptTimedOut,
     CannotTerminate,
     InstanceFinished,
     InvalidTransition,
@@ -30,6 +33,9 @@ DEFAULT_STEP_CONFIG: dict[str, Any] = {
     "timeout": 600_000,
 }
 DEFAULT_WAIT_TIMEOUT = "24 hours"
+# The error names of what the scheduler times out (Cloudflare names a step timeout so too).
+ATTEMPT_TIMEOUT_ERROR = "WorkflowTimeoutError"
+INSTANCE_TIMEOUT_ERROR = "WorkflowTimeoutError"
 
 
 @dataclass
@@ -45,6 +51,7 @@ class Step:
     ended: bool = False
     success: bool | None = None
     output: Any = None
+    timed_out_attempt: int | None = None  # the last attempt the scheduler timed out
 
 
 @dataclass
@@ -58,6 +65,15 @@ class Run:
 
 
 class WorkflowInstance(Aggregate):
+    # Never assigned by a method: after every event, recorded or replayed, `Event.apply` takes
+    # it from the transition table in contracts/status.py, the one the projections fold with.
+    status: str
+
+    class Event(Aggregate.Event):
+        def apply(self, aggregate: Any) -> None:
+            # Called after the event's own method, which so still sees the status before it.
+            aggregate.status = st.status_after(getattr(aggregate, "status", ""), self)
+
     @staticmethod
     def create_id(account_id: str, workflow_name: str, instance_id: str) -> UUID:  # type: ignore[override]
         return instance_global_id(account_id, workflow_name, instance_id)
@@ -91,7 +107,6 @@ class WorkflowInstance(Aggregate):
         self.workflow_version = workflow_version  # the ordinal of version_id, 1-based
         self.params = params
         self.trigger_source = trigger_source
-        self.status: str = st.QUEUED
         self.resume_to: str | None = None
         self.run = Run()
         # Events sent before anyone waits for them, FIFO per event type.
@@ -133,7 +148,7 @@ class WorkflowInstance(Aggregate):
 
     @event("RunStarted")
     def _run_started(self, *, command_id: str, at: datetime) -> None:
-        self.status = st.RUNNING
+        pass
 
     def begin_step(
         self,
@@ -192,8 +207,6 @@ class WorkflowInstance(Aggregate):
         self.run.steps.append(
             Step(name=name, type=step_type, count=count, config=config, event_type=event_type)
         )
-        if step_type in ("sleep", "waitForEvent"):
-            self.status = st.WAITING
 
     def begin_attempt(self, *, name: str, command_id: str, at: datetime) -> None:
         self._require({st.RUNNING}, f"begin an attempt of {name!r}")
@@ -219,10 +232,43 @@ class WorkflowInstance(Aggregate):
         command_id: str,
         at: datetime,
     ) -> None:
+        step = self._open_step()
+        late = step is not None and step.name == name and not step.attempt_in_flight
+        if late and step is not None and step.timed_out_attempt == step.attempts:
+            raise AttemptTimedOut(
+                f"attempt {step.attempts} of {name!r} already ended: it outlived its timeout"
+            )
         self._require({st.RUNNING, st.WAITING_FOR_PAUSE}, f"end an attempt of {name!r}")
         step = self._require_open_step(name, ("step",))
         if not step.attempt_in_flight:
             raise StepMismatch(f"no attempt of {name!r} is in flight")
+        self._end_attempt(step, success, output, error, command_id, at)
+
+    def time_out_attempt(self, *, name: str, attempt: int, command_id: str, at: datetime) -> None:
+        """A no-op unless that very attempt is still in flight: the timer that fires it may be
+        late (the attempt ended meanwhile) or fired twice."""
+        step = self._open_step()
+        if self.is_terminal or step is None or step.name != name or step.type != "step":
+            return
+        if not step.attempt_in_flight or step.attempts != attempt:
+            return
+        timeout = (step.config or DEFAULT_STEP_CONFIG).get("timeout")
+        error = {
+            "name": ATTEMPT_TIMEOUT_ERROR,
+            "message": f"attempt {attempt} of {name!r} did not end within {timeout}",
+        }
+        self._end_attempt(step, False, None, error, command_id, at)
+
+    def _end_attempt(
+        self,
+        step: Step,
+        success: bool,
+        output: Any,
+        error: dict[str, str] | None,
+        command_id: str,
+        at: datetime,
+    ) -> None:
+        name = step.name
         retries = (step.config or DEFAULT_STEP_CONFIG)["retries"]
         retry_delay_ms: int | None = None
         if not success and step.attempts <= int(retries["limit"]):
@@ -255,11 +301,11 @@ class WorkflowInstance(Aggregate):
     ) -> None:
         step = self.run.steps[-1]
         step.attempt_in_flight = False
+        if error is not None and error.get("name") == ATTEMPT_TIMEOUT_ERROR:
+            step.timed_out_attempt = attempt
         if retry_delay_ms is not None:
             # Also while a pause is pending: the back-off is waited out after the pause.
             step.backing_off = True
-            if self.status == st.RUNNING:
-                self.status = st.WAITING
 
     def end_step(
         self,
@@ -301,8 +347,6 @@ class WorkflowInstance(Aggregate):
         step.ended = True
         step.success = success
         step.output = output
-        if self.status == st.WAITING:
-            self.status = st.RUNNING
 
     def end_sleep(self, *, name: str | None, command_id: str, at: datetime) -> None:
         self._require({st.WAITING}, "end a sleep")
@@ -327,7 +371,6 @@ class WorkflowInstance(Aggregate):
     @event("BackoffEnded")
     def _backoff_ended(self, *, name: str, command_id: str, at: datetime) -> None:
         self.run.steps[-1].backing_off = False
-        self.status = st.RUNNING
 
     def time_out_wait(self, *, name: str, command_id: str, at: datetime) -> None:
         self._require({st.WAITING}, f"time out the wait {name!r}")
@@ -355,7 +398,6 @@ class WorkflowInstance(Aggregate):
     @event("PauseAcknowledged")
     def _pause_acknowledged(self, *, command_id: str, at: datetime) -> None:
         self.resume_to = self._running_or_backing_off()
-        self.status = st.PAUSED
 
     def _running_or_backing_off(self) -> str:
         """Where a withdrawn or acknowledged pause returns to: a retry back-off that began
@@ -391,7 +433,6 @@ class WorkflowInstance(Aggregate):
         at: datetime,
     ) -> None:
         self.run.output = output
-        self.status = st.COMPLETE
 
     def fail_run(
         self, *, error: dict[str, str], timed_out: bool, command_id: str, at: datetime
@@ -401,12 +442,19 @@ class WorkflowInstance(Aggregate):
         )
         self._run_failed(error=error, timed_out=timed_out, command_id=command_id, at=at)
 
+    def time_out(self, *, command_id: str, at: datetime) -> None:
+        """The instance's own timeout passed: the run fails, timed out. A no-op once the run
+        has ended or while a terminate's rollback is under way (it ends the run itself)."""
+        if self.is_terminal or self.status == st.ROLLING_BACK:
+            return
+        error = {"name": INSTANCE_TIMEOUT_ERROR, "message": "the instance outlived its timeout"}
+        self._run_failed(error=error, timed_out=True, command_id=command_id, at=at)
+
     @event("RunFailed")
     def _run_failed(
         self, *, error: dict[str, str], timed_out: bool, command_id: str, at: datetime
     ) -> None:
         self.run.error = error
-        self.status = st.ERRORED
 
     # --- events sent to the instance -------------------------------------------------------
 
@@ -457,7 +505,6 @@ class WorkflowInstance(Aggregate):
         step.ended = True
         step.success = True
         step.output = payload
-        self.status = st.RUNNING
 
     # --- status changes asked for by users --------------------------------------------------
 
@@ -475,12 +522,11 @@ class WorkflowInstance(Aggregate):
 
     @event("PauseRequested")
     def _pause_requested(self, *, command_id: str, at: datetime) -> None:
-        self.status = st.WAITING_FOR_PAUSE
+        pass
 
     @event("InstancePaused")
     def _instance_paused(self, *, resume_to: str, command_id: str, at: datetime) -> None:
         self.resume_to = resume_to
-        self.status = st.PAUSED
 
     def resume(self, *, command_id: str, at: datetime) -> bool:
         """False when the instance is not paused: a no-op, as documented."""
@@ -514,7 +560,6 @@ class WorkflowInstance(Aggregate):
     @event("InstanceResumed")
     def _instance_resumed(self, *, status: str, command_id: str, at: datetime) -> None:
         self.resume_to = None
-        self.status = status
 
     def terminate(self, *, rollback: bool, command_id: str, at: datetime) -> None:
         if self.is_terminal:
@@ -528,7 +573,6 @@ class WorkflowInstance(Aggregate):
     @event("InstanceTerminated")
     def _instance_terminated(self, *, rollback: bool, command_id: str, at: datetime) -> None:
         self.resume_to = None
-        self.status = st.ROLLING_BACK if rollback else st.TERMINATED
 
     def end_rollback(
         self, *, outcome: str, error: dict[str, str] | None, command_id: str, at: datetime
@@ -540,7 +584,7 @@ class WorkflowInstance(Aggregate):
     def _rollback_ended(
         self, *, outcome: str, error: dict[str, str] | None, command_id: str, at: datetime
     ) -> None:
-        self.status = st.TERMINATED
+        pass
 
     def restart(self, *, from_step: dict[str, Any] | None, command_id: str, at: datetime) -> None:
         kept = 0
@@ -580,6 +624,5 @@ class WorkflowInstance(Aggregate):
         at: datetime,
     ) -> None:
         self.run = Run(number=run, steps=self.run.steps[:kept_steps])
-        self.status = st.QUEUED
         self.resume_to = None
         self.event_buffer = {}

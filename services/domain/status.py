@@ -1,43 +1,51 @@
-"""The nine instance statuses (Cloudflare's vocabulary, the domain's own)."""
+"""The instance statuses as the aggregate uses them.
+
+The vocabulary and the transition table live in contracts/status.py (its docstring says why
+there): the aggregate and every projection take status from that one table. This module
+re-exports them under the names the domain has always used and adds the domain's own guard
+set, which says which commands are allowed, not what an event means.
+"""
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final
 
-Status = Literal[
-    "queued",
-    "running",
-    "paused",
-    "errored",
-    "terminated",
-    "complete",
-    "waitingForPause",
-    "waiting",
-    "rollingBack",
-]
-
-QUEUED: Final = "queued"
-RUNNING: Final = "running"
-PAUSED: Final = "paused"
-ERRORED: Final = "errored"
-TERMINATED: Final = "terminated"
-COMPLETE: Final = "complete"
-WAITING_FOR_PAUSE: Final = "waitingForPause"
-WAITING: Final = "waiting"
-ROLLING_BACK: Final = "rollingBack"
-
-ALL_STATUSES: Final = frozenset(
-    {
-        QUEUED,
-        RUNNING,
-        PAUSED,
-        ERRORED,
-        TERMINATED,
-        COMPLETE,
-        WAITING_FOR_PAUSE,
-        WAITING,
-        ROLLING_BACK,
-    }
+from contracts.status import (
+    ALL_STATUSES,
+    COMPLETE,
+    ERRORED,
+    NOT_TERMINAL,
+    PAUSED,
+    QUEUED,
+    ROLLING_BACK,
+    RUNNING,
+    TERMINAL,
+    TERMINATED,
+    TRANSITIONS,
+    WAITING,
+    WAITING_FOR_PAUSE,
+    Status,
+    status_after,
 )
-TERMINAL: Final = frozenset({COMPLETE, ERRORED, TERMINATED})
+
+# The statuses a pause can be asked in (the aggregate's `pause` guard).
 PAUSABLE: Final = frozenset({QUEUED, RUNNING, WAITING})
+
+__all__ = [
+    "ALL_STATUSES",
+    "COMPLETE",
+    "ERRORED",
+    "NOT_TERMINAL",
+    "PAUSABLE",
+    "PAUSED",
+    "QUEUED",
+    "ROLLING_BACK",
+    "RUNNING",
+    "TERMINAL",
+    "TERMINATED",
+    "TRANSITIONS",
+    "WAITING",
+    "WAITING_FOR_PAUSE",
+    "Status",
+    "status_after",
+]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-__all__ = ["DEFAULT_POOL_SIZE", "DEFAULT_MAX_OVERFLOW", "eventsourcing_env"]
+__all__ = ["DEFAULT_POOL_SIZE", "DEFAULT_MAX_OVERFLOW", "STORED_FORMAT", "eventsourcing_env"]
 
 # One process runs several roles (commands, relay, projections, api), each with its own
 # Application and so its own pool; a few threads each, so a small pool with headroom is
@@ -28,6 +28,10 @@ _POSTGRES_QUERY_KEYS = {
 }
 
 
+# How events are written, on every backend: JSON whose tags clients cannot forge.
+STORED_FORMAT = {"TRANSCODER_TOPIC": "services.store.transcoder:TaggedJSONTranscoder"}
+
+
 def eventsourcing_env(store_url: str) -> dict[str, str]:
     """Settings for ``eventsourcing.application.Application(env=...)`` from a store URL.
 
@@ -37,9 +41,9 @@ def eventsourcing_env(store_url: str) -> dict[str, str]:
     """
     parts = urlsplit(store_url)
     if parts.scheme == "sqlite":
-        return _sqlite_env(store_url)
+        return {**_sqlite_env(store_url), **STORED_FORMAT}
     if parts.scheme in ("postgresql", "postgres"):
-        return _postgres_env(store_url)
+        return {**_postgres_env(store_url), **STORED_FORMAT}
     raise ValueError(
         f"unsupported store URL scheme {parts.scheme!r} in {_redacted(store_url)!r}: "
         "use sqlite:///path.db or postgresql://user@host:port/dbname"

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,89 +22,120 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 
 from contracts import topics as t
-from services.application.app import FlowledgerApplication
+from contracts.replies import Reply
 from services.infra.backoff import Backoff
-from services.metrics import Metrics
-from services.roles.intake import DeadLetter, Record, decode_records
-from services.roles.resilient_producer import ResilientProducer
+from services.infra.kafka_coordinator import await_group_coordinator
+from services.roles.intake import DeadLetter, Intake, Record, decode_records
+from services.roles.role import RoleContext, within_drain_time
 from services.roles.sending import Outgoing
 
 log = logging.getLogger(__name__)
 
 
-def register_commands_role(
-    broker: KafkaBroker,
-    producer: ResilientProducer,
-    app: FlowledgerApplication,
-    topics: t.Topics,
-    group_id: str,
-    max_records: int,
-    after_save: Callable[[], None],
-    *,
-    metrics: Metrics | None = None,
-) -> None:
-    metrics = metrics or Metrics()  # unscraped, but the role never checks for None
-    backoff = Backoff("commands: a batch", log)
+@dataclass
+class Answers:
+    """Everything a batch of command records produces, in the order it is sent."""
 
-    @broker.subscriber(
-        topics.commands,
-        group_id=group_id,
-        batch=True,
-        max_records=max_records,
-        # FastStream sleeps this long again after an empty poll: its 200 ms default added up
-        # to 400 ms to a command arriving at a quiet moment. A busy poll returns at once anyway.
-        batch_timeout_ms=10,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        parser=_without_headers,
-        decoder=_undecoded,
-    )
-    async def on_commands(msg: KafkaMessage) -> None:
+    replies: list[tuple[Reply, bytes | None]]
+    dead_letters: list[DeadLetter]
+    messages: list[Outgoing]
+
+
+def answer(intake: Intake, decided: list[Reply], topics: t.Topics) -> Answers:
+    """Pure: the replies (one per command, in order, then the intake's own rejections) and
+    dead letters of a batch whose decodable commands were decided as `decided`."""
+    keys = [key for _, key in intake.commands]
+    replies = [*zip(decided, keys, strict=True), *intake.replies]
+    encode = msgspec.json.encode
+    messages = [Outgoing(topics.replies, encode(reply), key) for reply, key in replies]
+    messages += [_dead_letter(dead, topics.dead_letters) for dead in intake.dead_letters]
+    return Answers(replies, intake.dead_letters, messages)
+
+
+class CommandsRole:
+    """Consumes `{prefix}.commands` in a consumer group, a batch at a time: decode, decide and
+    store (one transaction), then replies and dead letters, then the offset commit."""
+
+    name = "commands"
+
+    def __init__(self, context: RoleContext) -> None:
+        self._context = context
+        self._app = context.app
+        self._producer = context.producer
+        self._metrics = context.metrics
+        self._topics = context.settings.topics
+        self._backoff = Backoff("commands: a batch", log)
+        # Idempotent producer: a retried send cannot duplicate or reorder within a partition.
+        self._broker = KafkaBroker(context.bootstrap_servers, enable_idempotence=True, logger=None)
+
+    async def start(self) -> None:
+        settings = self._context.settings
+        self._broker.subscriber(
+            self._topics.commands,
+            group_id=settings.commands_group,
+            batch=True,
+            max_records=settings.batch_max_records,
+            # FastStream sleeps this long again after an empty poll: its 200 ms default added
+            # up to 400 ms to a command arriving at a quiet moment; a busy poll returns at once.
+            batch_timeout_ms=10,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            parser=_without_headers,
+            decoder=_undecoded,
+        )(self._on_batch)
+        await await_group_coordinator(self._context.bootstrap_servers, settings.commands_group)
+        await self._broker.start()
+
+    async def stop(self) -> None:
+        # Waits for the batch in flight and its commit.
+        await within_drain_time(self._broker.stop(), "the commands consumer")
+
+    async def _on_batch(self, msg: KafkaMessage) -> None:
         try:
-            await process(msg)
+            await self._process(msg)
         except Exception as error:
             # The broker or the store is away: wait before the batch is redelivered (NACK),
             # instead of failing it again hundreds of times a second.
-            await asyncio.sleep(backoff.failed(error))
+            await asyncio.sleep(self._backoff.failed(error))
             raise
-        backoff.succeeded()
+        self._backoff.succeeded()
 
-    async def process(msg: KafkaMessage) -> None:
+    async def _process(self, msg: KafkaMessage) -> None:
         started = time.perf_counter()
         raw = msg.raw_message if isinstance(msg.raw_message, tuple) else (msg.raw_message,)
         intake = decode_records(
             [Record(r.key, r.value, r.topic, r.partition, r.offset) for r in raw]
         )
-        decided = [command for command, _ in intake.commands]
-        replies = await asyncio.to_thread(app.handle, decided, datetime.now(UTC))
-        after_save()
-        keys = [key for _, key in intake.commands]
-        answers = [*zip(replies, keys, strict=True), *intake.replies]
-        encode = msgspec.json.encode
-        sends = [Outgoing(topics.replies, encode(reply), key) for reply, key in answers]
-        sends += [_dead_letter(dead, topics.dead_letters) for dead in intake.dead_letters]
-        for dead in intake.dead_letters:
-            log.warning(
-                "dead-lettered %s[%d]@%d: %s",
-                dead.record.topic,
-                dead.record.partition,
-                dead.record.offset,
-                dead.reason,
-                extra={
-                    "instance_key": _text(dead.record.key),
-                    "partition": dead.record.partition,
-                    "offset": dead.record.offset,
-                },
-            )
-        for message in await producer.send_all(sends):
+        commands = [command for command, _ in intake.commands]
+        decided = await asyncio.to_thread(self._app.handle, commands, datetime.now(UTC))
+        self._context.wakeup.notify()
+        answers = answer(intake, decided, self._topics)
+        for dead in answers.dead_letters:
+            _log_dead_letter(dead)
+        for message in await self._producer.send_all(answers.messages):
             log.error("parked a message the broker refused as too large, on %s", message.topic)
-            metrics.parked_messages.labels(message.topic).inc()
+            self._metrics.parked_messages.labels(message.topic).inc()
         # Counted once the broker confirmed them: what subscribers of the replies topic see.
-        metrics.count_replies(reply.outcome for reply, _ in answers)
-        metrics.dead_letters.inc(len(intake.dead_letters))
-        metrics.batch_seconds.observe(time.perf_counter() - started)
-        for reply, key in answers:
+        self._metrics.count_replies(reply.outcome for reply, _ in answers.replies)
+        self._metrics.dead_letters.inc(len(answers.dead_letters))
+        self._metrics.batch_seconds.observe(time.perf_counter() - started)
+        for reply, key in answers.replies:
             _log_reply(reply, key)
+
+
+def _log_dead_letter(dead: DeadLetter) -> None:
+    log.warning(
+        "dead-lettered %s[%d]@%d: %s",
+        dead.record.topic,
+        dead.record.partition,
+        dead.record.offset,
+        dead.reason,
+        extra={
+            "instance_key": _text(dead.record.key),
+            "partition": dead.record.partition,
+            "offset": dead.record.offset,
+        },
+    )
 
 
 async def _without_headers(

@@ -15,32 +15,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 
-from eventsourcing.persistence import Notification
-
-from services.application.app import FlowledgerApplication
+from services.application.notification_log import Batch, NotificationLog
 from services.infra.backoff import Backoff
+from services.roles.role import RoleContext, within_drain_time
 
 log = logging.getLogger(__name__)
 
-BatchHandler = Callable[[Sequence[Notification]], Awaitable[None]]
-
-
-class Wakeup:
-    """Set by the commands role after a save; followers in the same process react at once."""
-
-    def __init__(self) -> None:
-        self._waiters: list[asyncio.Event] = []
-
-    def subscribe(self) -> asyncio.Event:
-        event = asyncio.Event()
-        self._waiters.append(event)
-        return event
-
-    def notify(self) -> None:
-        for event in self._waiters:
-            event.set()
+BatchHandler = Callable[[Batch], Awaitable[None]]
 
 
 class Follower:
@@ -48,7 +31,7 @@ class Follower:
 
     def __init__(
         self,
-        app: FlowledgerApplication,
+        notification_log: NotificationLog,
         name: str,
         position: Callable[[], int | None],
         handle: BatchHandler,
@@ -58,7 +41,7 @@ class Follower:
         batch_size: int = 500,
     ) -> None:
         self.name = name
-        self._app = app
+        self._log = notification_log
         self._position = position
         self._handle = handle
         self._wakeup = wakeup
@@ -73,15 +56,10 @@ class Follower:
         while not stop.is_set():
             self._wakeup.clear()  # before reading, so a save during the read is not missed
             try:
-                notifications = await asyncio.to_thread(
-                    self._app.recorder.select_notifications,
-                    last,
-                    self._batch_size,
-                    inclusive_of_start=last is None,
-                )
-                if notifications:
-                    await self._handle(notifications)
-                    last = notifications[-1].id
+                batch = await asyncio.to_thread(self._log.read, last, self._batch_size)
+                if batch is not None:
+                    await self._handle(batch)
+                    last = batch.last_id
                     self._progressed()
                     continue
                 self._progressed()
@@ -100,10 +78,10 @@ class Follower:
         self.last_progress = time.monotonic()
         self.backoff.succeeded()
 
-    async def _read_position(self, stop: asyncio.Event) -> int | None:
+    async def _read_position(self, stop: asyncio.Event) -> int:
         while True:
             try:
-                return await asyncio.to_thread(self._position)
+                return await asyncio.to_thread(self._position) or 0
             except Exception as error:
                 if stop.is_set():
                     raise
@@ -114,3 +92,40 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
     """Sleeps `seconds`, or less if the service is stopping."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
+
+
+def follower_for(
+    context: RoleContext, name: str, position: Callable[[], int | None], handle: BatchHandler
+) -> Follower:
+    """A follower of the log of `context`'s store, woken by its commands role's saves."""
+    return Follower(
+        NotificationLog(context.app),
+        name,
+        position,
+        handle,
+        context.wakeup.subscribe(),
+        poll_interval_s=context.settings.poll_interval_s,
+    )
+
+
+class FollowingRole:
+    """A role that is one `Follower` over the notification log: the relay, the projections.
+    Stopping waits for the batch in hand (the stop signal is seen between batches)."""
+
+    def __init__(self, follower: Follower, stopping: asyncio.Event) -> None:
+        self.name = follower.name
+        self.follower = follower
+        self._stopping = stopping
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self.follower.run(self._stopping), name=self.name)
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._stopping.set()
+        await within_drain_time(asyncio.shield(self._task), self.name)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task

@@ -9,30 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
-from eventsourcing.persistence import Notification, Tracking
+from eventsourcing.persistence import Tracking
 
 from contracts.events import InstanceCreated, LifecycleEvent
-from projections.document_view import DocumentView, Row, ViewMoved
-from services.application.app import FlowledgerApplication
-from services.application.lifecycle import LifecycleTranslator, is_lifecycle
+from projections.read_models import READ_MODELS, ReadModel
+from services.application.notification_log import Batch, NotificationLog
+from services.roles.follower import FollowingRole, follower_for
+from services.roles.role import RoleContext
+from services.store.document_view import DocumentView, Row, ViewMoved
 
 log = logging.getLogger(__name__)
 
 Apply = Callable[[dict[str, Any] | None, LifecycleEvent], dict[str, Any] | None]
 KeyOf = Callable[[LifecycleEvent], str | None]
-
-
-class ReadModel(Protocol):
-    """What a module in `projections/` offers: its view's name, a pure fold and its keys."""
-
-    VIEW_NAME: str
-
-    def apply(self, doc: dict[str, Any] | None, event: LifecycleEvent) -> dict[str, Any] | None: ...
-
-    def key_of(self, event: LifecycleEvent) -> str | None: ...
 
 
 Translated = list[tuple[int, LifecycleEvent]]  # (notification id, event)
@@ -43,12 +35,10 @@ class Projection:
 
     def __init__(
         self,
-        app: FlowledgerApplication,
         view: DocumentView,
         model: ReadModel,
         on_skip: Callable[[], None] = lambda: None,
     ) -> None:
-        self._app = app
         self._on_skip = on_skip
         self.view = view
         self._apply: Apply = model.apply
@@ -105,13 +95,13 @@ class Projection:
         """After a refused write: the view moved (was rebuilt); re-read it next time."""
         self._expected_known = False
 
-    def process(self, notifications: Sequence[Notification]) -> None:
+    def process(self, batch: Batch) -> None:
         """Blocking: run it off the event loop."""
-        ProjectionGroup(self._app, [self]).process(notifications)
+        ProjectionGroup([self]).process(batch)
 
-    def catch_up(self) -> int:
+    def catch_up(self, notification_log: NotificationLog) -> int:
         """Blocking: folds everything after the view's position; returns how many it read."""
-        return ProjectionGroup(self._app, [self]).catch_up()
+        return ProjectionGroup([self]).catch_up(notification_log)
 
 
 class ProjectionGroup:
@@ -121,30 +111,22 @@ class ProjectionGroup:
 
     name = "projections"
 
-    def __init__(self, app: FlowledgerApplication, projections: list[Projection]) -> None:
-        self._app = app
+    def __init__(self, projections: list[Projection]) -> None:
         self.projections = projections
-        self._translator = LifecycleTranslator(app.first_event)
 
     def position(self) -> int | None:
         positions = [p.position() for p in self.projections]
         return None if None in positions else min(p or 0 for p in positions)
 
-    def process(self, notifications: Sequence[Notification]) -> None:
+    def process(self, batch: Batch) -> None:
         """Blocking: run it off the event loop."""
-        events = [
-            (n.id, event)
-            for n in filter(is_lifecycle, notifications)
-            if (event := self._translator.translate(self._app.mapper.to_domain_event(n)))
-            is not None
-        ]
-        last_id = notifications[-1].id
-        prepared = [(p, p.prepare(events, last_id)) for p in self.projections]
+        last_id = batch.last_id
+        prepared = [(p, p.prepare(batch.events, last_id)) for p in self.projections]
         writes = [(p, work) for p, work in prepared if work is not None]
         if not writes:
             return
         try:
-            with writes[0][0].view.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
+            with writes[0][0].view.transaction(commit=True) as cursor:
                 for projection, (rows, expected) in writes:
                     tracking = Tracking(projection.name, last_id)
                     projection.view.write_in(cursor, rows, tracking, expected)
@@ -156,18 +138,17 @@ class ProjectionGroup:
         for projection, _ in writes:
             projection.written(last_id)
 
-    async def handle(self, notifications: Sequence[Notification]) -> None:
-        await asyncio.to_thread(self.process, notifications)
+    async def handle(self, batch: Batch) -> None:
+        await asyncio.to_thread(self.process, batch)
 
-    def catch_up(self) -> int:
-        """Blocking: folds everything after the group's position; returns how many it read."""
-        start, applied = self.position() or 0, 0
-        while batch := self._app.recorder.select_notifications(
-            start, 1000, inclusive_of_start=False
-        ):
+    def catch_up(self, notification_log: NotificationLog) -> int:
+        """Blocking: folds everything after the group's position; returns how many
+        notifications it read."""
+        start = applied = self.position() or 0
+        while batch := notification_log.read(start, 1000):
             self.process(batch)
-            start, applied = batch[-1].id, applied + len(batch)
-        return applied
+            start = batch.last_id
+        return start - applied
 
 
 def _row(key: str, doc: dict[str, Any]) -> Row:
@@ -182,7 +163,7 @@ def _row(key: str, doc: dict[str, Any]) -> Row:
 
 
 def rebuild(
-    app: FlowledgerApplication, live: DocumentView, shadow: DocumentView, model: ReadModel
+    notification_log: NotificationLog, live: DocumentView, shadow: DocumentView, model: ReadModel
 ) -> int:
     """Blocking: folds the whole history into `shadow`, then swaps it in for `live`.
 
@@ -190,7 +171,21 @@ def rebuild(
     `ViewMoved` on its next write and carries on from the rebuilt position.
     """
     shadow.clear()
-    applied = Projection(app, shadow, model).catch_up()
+    applied = Projection(shadow, model).catch_up(notification_log)
     live.replace_with(shadow)
     shadow.clear()
     return applied
+
+
+class ProjectionsRole(FollowingRole):
+    """Every read model, kept up to date by one follower of the notification log."""
+
+    def __init__(self, context: RoleContext) -> None:
+        skips = context.metrics.projection_skips
+        self.projections = [
+            Projection(context.views[name], model, on_skip=skips.labels(name).inc)
+            for name, model in READ_MODELS.items()
+        ]
+        group = ProjectionGroup(self.projections)
+        follower = follower_for(context, "projections", group.position, group.handle)
+        super().__init__(follower, context.stopping)

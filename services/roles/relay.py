@@ -13,65 +13,46 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import msgspec
-from eventsourcing.persistence import Notification, Tracking, TrackingRecorder
+from eventsourcing.persistence import Tracking, TrackingRecorder
 
-from contracts.events import InstanceEvent, LifecycleEvent
-from contracts.keys import instance_key, workflow_key
-from services.application.app import FlowledgerApplication
-from services.application.lifecycle import LifecycleTranslator, is_lifecycle
+from contracts.keys import kafka_key
+from services.application.notification_log import RELAY_POSITION, Batch
+from services.roles.follower import FollowingRole, follower_for
 from services.roles.resilient_producer import ResilientProducer
+from services.roles.role import RoleContext
 from services.roles.sending import JSON_HEADERS, Outgoing
 
 log = logging.getLogger(__name__)
-
-RELAY_NAME = "relay"
-
-
-def event_kafka_key(event: LifecycleEvent) -> str:
-    if isinstance(event, InstanceEvent):
-        return instance_key(event.account_id, event.workflow_name, event.instance_id)
-    return workflow_key(event.account_id, event.workflow_name)
 
 
 class Relay:
     def __init__(
         self,
-        app: FlowledgerApplication,
         producer: ResilientProducer,
         events_topic: str,
         tracking: TrackingRecorder,
         on_parked: Callable[[Outgoing], None] = lambda _: None,
     ) -> None:
-        self._app = app
         self._producer = producer
         self._topic = events_topic
         self._tracking = tracking
         self._on_parked = on_parked
-        self._translator = LifecycleTranslator(app.first_event)
         self.published = 0
 
     def position(self) -> int | None:
-        return self._tracking.max_tracking_id(RELAY_NAME)
+        return self._tracking.max_tracking_id(RELAY_POSITION)
 
-    def _translate(self, notifications: Sequence[Notification]) -> list[LifecycleEvent]:
-        out = []
-        for notification in filter(is_lifecycle, notifications):
-            event = self._translator.translate(self._app.mapper.to_domain_event(notification))
-            if event is not None:
-                out.append(event)
-        return out
-
-    async def handle(self, notifications: Sequence[Notification]) -> None:
-        events = await asyncio.to_thread(self._translate, notifications)
+    async def handle(self, batch: Batch) -> None:
+        events = [event for _, event in batch.events]
         parked = await self._producer.send_all(
             (
                 Outgoing(
                     self._topic,
                     msgspec.json.encode(event),
-                    event_kafka_key(event).encode(),
+                    kafka_key(event).encode(),
                     headers=(("type", type(event).__name__.encode()), *JSON_HEADERS),
                 )
                 for event in events
@@ -85,5 +66,16 @@ class Relay:
             )
             self._on_parked(message)
         self.published += len(events) - len(parked)
-        tracking = Tracking(RELAY_NAME, notifications[-1].id)
+        tracking = Tracking(RELAY_POSITION, batch.last_id)
         await asyncio.to_thread(self._tracking.insert_tracking, tracking)
+
+
+class RelayRole(FollowingRole):
+    def __init__(self, context: RoleContext) -> None:
+        topic = context.settings.topics.events
+        parked = context.metrics.parked_messages.labels(topic).inc
+        self.relay = Relay(
+            context.producer, topic, context.relay_tracking, on_parked=lambda _: parked()
+        )
+        follower = follower_for(context, "relay", self.relay.position, self.relay.handle)
+        super().__init__(follower, context.stopping)

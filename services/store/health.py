@@ -48,6 +48,9 @@ class StoreHealth:
         self._set(True, None)
         return True
 
+    async def refresh(self) -> None:
+        await self.check()
+
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await self.check()

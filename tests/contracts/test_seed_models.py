@@ -31,9 +31,9 @@ from typing_extensions import TypedDict
 
 from contracts import events as ev
 from projections import agent_run, cloudflare_instance, onfido_run, staged_instance
-from projections.document_view import Query
 from services.api import cloudflare_routes, onfido_routes, run_routes
 from services.api.auth import ApiTokens
+from services.store.document_view import Query
 from tests.projections.events_factory import Story
 
 EXACT = ConfigDict(extra="forbid", strict=True)

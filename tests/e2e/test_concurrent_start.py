@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.infra.postgres_local import create_database_on
+from services.dev_provisioning.postgres import create_database_on
 from tests.fixtures.deadline import DEADLINE_S
 from tests.fixtures.processes import Cluster, RoleProcess, free_port
 from tests.fixtures.service import make_settings
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.kafka
 
 ROUNDS = 3
 # Two commands members as in production, and every other role; each its own process.
-ROLES = ("commands", "commands", "relay", "projections", "api")
+ROLES = ("commands", "commands", "relay", "projections", "api", "scheduler")
 
 
 def fresh_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:

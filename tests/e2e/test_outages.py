@@ -23,8 +23,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from services.bootstrap import Service, start_service
-from services.infra.kafka_local import KafkaProvisioningError, start_broker, stop_broker
-from services.infra.postgres_local import (
+from services.dev_provisioning.kafka import KafkaProvisioningError, start_broker, stop_broker
+from services.dev_provisioning.postgres import (
     PostgresProvisioningError,
     create_database_on,
     start_postgres,

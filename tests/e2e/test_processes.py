@@ -22,10 +22,10 @@ import pytest
 
 from contracts import commands as c
 from projections import cloudflare_instance
-from projections.document_view import Query
 from services.application.app import FlowledgerApplication
 from services.bootstrap import build_application, open_views
 from services.settings import Settings
+from services.store.document_view import Query
 from tests.fixtures.deadline import DEADLINE_S
 from tests.fixtures.processes import (
     Cluster,
@@ -349,7 +349,8 @@ def test_a_member_that_lost_a_race_decides_again_on_the_winners_state(
 
     [reply] = a.handle([_cmd(account, c.ChangeStatus, instance_id="i", action="pause")], NOW)
 
-    # Decided again after the conflict: pausing a terminated instance is a no-op (DESIGN.md).
+    # Decided again after the conflict: pausing a terminated instance is a no-op
+    # (docs/architecture.md, "The instance state machine").
     assert (reply.outcome, reply.status, reply.version) == ("accepted", "terminated", 2)
     assert a.get_instance(account, "wf", "i").version == 2
 

@@ -165,8 +165,9 @@ def test_steps_of_every_kind_carry_exactly_the_seed_fields() -> None:
 
 def test_a_pending_sleep_shows_its_planned_end_and_a_finished_one_its_actual_end() -> None:
     story = Story()
+    opening = [story.created(), story.started()]
     began = story.step_began("nap", "sleep", sleep_ms=90_000)
-    sleeping = fold(cf.apply, [story.created(), story.started(), began])
+    sleeping = fold(cf.apply, [*opening, began])
     [step] = cf.get_response(sleeping)["steps"]
     assert step["end"] == iso(began.occurred_at + timedelta(seconds=90))
     assert step["finished"] is False
@@ -183,8 +184,9 @@ def test_a_pending_wait_shows_its_timeout_as_its_end(
     timeout: int | str | None, length: timedelta
 ) -> None:
     story = Story()
+    opening = [story.created(), story.started()]
     began = story.step_began("ok?", "waitForEvent", wait_timeout=timeout)
-    waiting = fold(cf.apply, [story.created(), story.started(), began])
+    waiting = fold(cf.apply, [*opening, began])
     [step] = cf.get_response(waiting)["steps"]
     assert step["end"] == iso(began.occurred_at + length) and "output" not in step
     timed_out = cf.apply(waiting, story.step_ended("ok?", "waitForEvent", error="timed out"))
@@ -195,8 +197,9 @@ def test_a_pending_wait_shows_its_timeout_as_its_end(
 
 def test_a_sleep_event_without_a_readable_length_plans_no_wait() -> None:
     story = Story()
+    opening = [story.created(), story.started()]
     began = msgspec.structs.replace(story.step_began("nap", "sleep"), sleep_ms=None)
-    [step] = cf.get_response(fold(cf.apply, [story.created(), story.started(), began]))["steps"]
+    [step] = cf.get_response(fold(cf.apply, [*opening, began]))["steps"]
     assert step["end"] == step["start"] == iso(began.occurred_at)
 
 

@@ -22,7 +22,7 @@ from tests.fixtures.service import KafkaClient
 @pytest.fixture
 async def ops(service: Service) -> AsyncIterator[httpx.AsyncClient]:
     """The ops app a commands/relay/projections process serves on FLOWLEDGER_OPS_PORT."""
-    app = create_ops_app(service.metrics, service.readiness)
+    app = create_ops_app(service.metrics, service.readiness, service.store_health.refresh)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://ops") as client:
         yield client

@@ -18,10 +18,10 @@ import httpx
 import pytest
 
 from contracts.keys import instance_global_id
-from projections.document_view import DocumentView, Query
 from services.api.app import create_api
 from services.api.body_guard import nesting_depth
 from services.api.rendering import encode
+from services.store.document_view import DocumentView, Query
 from tests.fixtures.live_server import LiveServer, register_workflow
 from tests.fixtures.service import KafkaClient
 from tests.services.api.test_isolation import api_routes

@@ -36,15 +36,15 @@ class _DecidingGateway:
     def add(self, aggregate: Any) -> None:
         self.aggregates[aggregate.id] = aggregate
 
-    async def submit(self, command: dict[str, Any]) -> tuple[str, Reply | None]:
-        command_id = str(uuid.uuid4())
-        decoded = msgspec.convert({**command, "command_id": command_id}, type=c.AnyCommand)
+    async def submit(self, command: c.AnyCommand) -> Reply | None:
+        # Through JSON, as the commands role receives it (decoding validates the fields).
+        decoded = msgspec.json.decode(msgspec.json.encode(command), type=c.AnyCommand)
         try:
             HANDLERS[type(decoded)](self, decoded, datetime.now(UTC))  # type: ignore[arg-type]
         except DomainError as error:
             failed = ReplyError(code=error.code, message=error.message)
-            return command_id, Reply(command_id=command_id, outcome="rejected", error=failed)
-        raise AssertionError(f"{command['type']} was accepted")
+            return Reply(command_id=command.command_id, outcome="rejected", error=failed)
+        raise AssertionError(f"{type(command).__name__} was accepted")
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Unit tests of the WorkflowInstance state machine (DESIGN.md, "The state machine")."""
+"""Unit tests of the WorkflowInstance state machine (docs/architecture.md, "The instance
+state machine")."""
 
 from __future__ import annotations
 

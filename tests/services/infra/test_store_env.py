@@ -9,7 +9,12 @@ import pytest
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
-from services.infra.store_env import DEFAULT_MAX_OVERFLOW, DEFAULT_POOL_SIZE, eventsourcing_env
+from services.infra.store_env import (
+    DEFAULT_MAX_OVERFLOW,
+    DEFAULT_POOL_SIZE,
+    STORED_FORMAT,
+    eventsourcing_env,
+)
 
 
 class Tally(Aggregate):
@@ -48,6 +53,7 @@ def test_sqlite_urls(url: str, dbname: str) -> None:
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
         "SQLITE_DBNAME": dbname,
         "CREATE_TABLE": "y",
+        **STORED_FORMAT,
     }
 
 
@@ -72,6 +78,7 @@ def test_postgres_url_maps_every_part() -> None:
         "POSTGRES_PRE_PING": "n",
         "POSTGRES_CONNECT_TIMEOUT": "5",
         "CREATE_TABLE": "y",
+        **STORED_FORMAT,
     }
 
 

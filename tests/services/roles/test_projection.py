@@ -11,10 +11,11 @@ import pytest
 from contracts import commands as c
 from contracts.events import LifecycleEvent
 from projections import cloudflare_instance
-from projections.document_view import Query, ViewMoved, open_view
+from services.application.notification_log import NotificationLog
 from services.bootstrap import build_application
 from services.roles.projections import Projection, rebuild
 from services.settings import Settings
+from services.store.document_view import Query, ViewMoved, open_view
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 
@@ -38,26 +39,28 @@ def test_a_projection_rebuilt_under_it_refuses_its_stale_write_then_carries_on(
     model.apply = cloudflare_instance.apply
     model.key_of = cloudflare_instance.key_of
     live = open_view(app.factory, name)
-    stale = Projection(app, live, model)
+    stale = Projection(live, model)
+    notification_log = NotificationLog(app)
     try:
         account = f"acc{new_id}"
         register = c.RegisterWorkflow(
             command_id=str(uuid.uuid4()), account_id=account, workflow_name="wf"
         )
         app.handle([register, _create(account, "first")], NOW)
-        first = app.recorder.select_notifications(0, 1000, inclusive_of_start=False)
+        first = notification_log.read(0, 1000)
+        assert first is not None
         stale.process(first)
         app.handle([_create(account, "late")], NOW)
 
-        rebuild(app, live, open_view(app.factory, f"{name}__rebuild"), model)
+        rebuild(notification_log, live, open_view(app.factory, f"{name}__rebuild"), model)
         rebuilt = live.position()
-        later = app.recorder.select_notifications(first[-1].id, 1000, inclusive_of_start=False)
-        assert later and rebuilt == later[-1].id
+        later = notification_log.read(first.last_id, 1000)
+        assert later is not None and rebuilt == later.last_id
 
         with pytest.raises(ViewMoved):
             stale.process(later)  # it read its documents before the swap: must not write
         assert live.position() == rebuilt
-        assert stale.catch_up() == 0  # re-reads the position: nothing left to fold
+        assert stale.catch_up(notification_log) == 0  # re-reads the position: nothing to fold
     finally:
         app.close()
 
@@ -79,7 +82,7 @@ def test_a_fold_that_fails_on_one_event_skips_it_counts_it_and_keeps_the_rest(
     model.key_of = cloudflare_instance.key_of
     skipped: list[int] = []
     view = open_view(app.factory, name)
-    projection = Projection(app, view, model, on_skip=lambda: skipped.append(1))
+    projection = Projection(view, model, on_skip=lambda: skipped.append(1))
     try:
         account = f"acc{new_id}"
         register = c.RegisterWorkflow(
@@ -87,7 +90,7 @@ def test_a_fold_that_fails_on_one_event_skips_it_counts_it_and_keeps_the_rest(
         )
         app.handle([register, _create(account, "poison"), _create(account, "fine")], NOW)
 
-        projection.catch_up()
+        projection.catch_up(NotificationLog(app))
 
         assert skipped == [1]
         assert view.position() == app.recorder.max_notification_id()

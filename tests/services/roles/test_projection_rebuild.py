@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from projections.document_view import Query
 from services.bootstrap import Service
 from services.cli import main
+from services.store.document_view import Query
 
 V4 = "/client/v4/accounts"
 

@@ -1,8 +1,10 @@
 """A real Kafka broker for development and tests, provisioned by the project itself.
 
-Resolution order (DESIGN.md, "Infrastructure"): ``FLOWLEDGER_KAFKA_BOOTSTRAP``, then a Docker
+Resolution order (:func:`resolve_bootstrap`): ``FLOWLEDGER_KAFKA_BOOTSTRAP``, then a Docker
 engine (testcontainers, image apache/kafka), then a local single-node KRaft broker whose jars Maven
 resolves from Maven Central into a cache outside the repository, run on the machine's JDK 17.
+Production sets ``FLOWLEDGER_KAFKA_BOOTSTRAP`` and never starts any of these; the topics the
+service declares on any broker are ``services/infra/kafka_topics.py``'s.
 """
 
 from __future__ import annotations
@@ -22,18 +24,18 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
-from services.infra.docker_engine import docker_available
+from services.dev_provisioning.docker_engine import docker_available
+from services.infra.kafka_topics import KafkaTopicsError, declare_topics
 
-_KAFKA_DIR = Path(__file__).parent / "kafka"
+_KAFKA_DIR = Path(__file__).parent / "kafka_broker"
 _POM = _KAFKA_DIR / "pom.xml"
 _LOG4J2 = _KAFKA_DIR / "log4j2.properties"
 
@@ -381,10 +383,10 @@ async def _wait_ready(bootstrap: str, pid: int, timeout: float) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
         try:
             await admin.start()
-            await _ensure_topics(admin, {probe: 1}, timeout=10.0)
+            await declare_topics(admin, {probe: 1}, timeout=10.0)
             await admin.delete_topics([probe])
             return
-        except (KafkaError, KafkaProvisioningError, OSError, TimeoutError) as exc:
+        except (KafkaError, KafkaTopicsError, OSError, TimeoutError) as exc:
             last = exc
         finally:
             await admin.close()
@@ -392,115 +394,6 @@ async def _wait_ready(bootstrap: str, pid: int, timeout: float) -> None:
     raise KafkaProvisioningError(
         f"the Kafka broker at {bootstrap} was not ready within {timeout:.0f}s ({last!r})"
     )
-
-
-# --- topics --------------------------------------------------------------------------------------
-
-
-TopicConfigs = Mapping[str, Mapping[str, str]]
-
-
-async def ensure_topics(
-    bootstrap: str, topics: dict[str, int], configs: TopicConfigs | None = None
-) -> None:
-    """Create ``topics`` (name -> partition count) unless they exist; wait until they are usable.
-
-    An existing topic with another partition count is an error: keys would hash to other partitions
-    than the code that declares them expects. ``configs`` (name -> topic config) are set at
-    creation, and on a topic that already exists with other values (e.g. created by an older
-    version), keeping whatever else was set on it.
-    """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        await admin.start()
-        await _ensure_topics(admin, topics, timeout=30.0, configs=configs or {})
-        if configs:
-            await _reconcile_configs(admin, configs)
-    finally:
-        await admin.close()
-
-
-async def _ensure_topics(
-    admin: AIOKafkaAdminClient,
-    topics: dict[str, int],
-    *,
-    timeout: float,
-    configs: TopicConfigs | None = None,
-) -> None:
-    configs = configs or {}  # the readiness probe declares none
-    response = await admin.create_topics(
-        [
-            NewTopic(name, partitions, 1, topic_configs=dict(configs.get(name, {})))
-            for name, partitions in topics.items()
-        ]
-    )
-    for name, code, *message in response.topic_errors:
-        error = for_code(code)
-        if code and error is not TopicAlreadyExistsError:
-            raise error(f"creating topic {name}: {message[0] if message else ''}")
-    deadline = time.monotonic() + timeout
-    while True:
-        # Metadata for all topics: naming them would let the broker auto-create a missing one.
-        described = {t["topic"]: t for t in await admin.describe_topics()}
-        pending = []
-        for name, partitions in topics.items():
-            parts = described.get(name, {}).get("partitions", [])
-            if parts and len(parts) != partitions:
-                raise KafkaProvisioningError(
-                    f"topic {name} exists with {len(parts)} partitions, {partitions} declared"
-                )
-            if len(parts) != partitions or any(p["leader"] < 0 for p in parts):
-                pending.append(name)
-        if not pending:
-            return
-        if time.monotonic() > deadline:
-            raise KafkaProvisioningError(f"topics not ready after {timeout:.0f}s: {pending}")
-        await asyncio.sleep(0.1)
-
-
-_DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs v1+ config_source: set on the topic itself
-
-
-async def _reconcile_configs(admin: AIOKafkaAdminClient, configs: TopicConfigs) -> None:
-    """Sets declared configs that differ on existing topics. AlterConfigs replaces a topic's
-    whole set of overrides, so each topic's current overrides are sent along. Best effort: a
-    cluster may not let this client alter topics, which is no reason not to start, so a
-    failure is logged for the operator to set the values instead."""
-    resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in configs]
-    changes = []
-    for response in await admin.describe_configs(resources):
-        for error_code, message, _type, name, entries, *_ in response.resources:
-            declared = dict(configs.get(name, {}))
-            if error_code:
-                _log.warning(
-                    "topic %s: cannot read its configs to set %s: %s", name, declared, message
-                )
-                continue
-            current = _overrides(entries, response.API_VERSION)
-            if current is not None and any(current.get(k) != v for k, v in declared.items()):
-                changes.append(ConfigResource(ConfigResourceType.TOPIC, name, current | declared))
-    if not changes:
-        return
-    for response in await admin.alter_configs(changes):
-        for error_code, message, _type, name, *_ in response.resources:
-            if error_code:
-                _log.warning("topic %s: cannot set its declared configs: %s", name, message)
-            else:
-                _log.info("topic %s: set its declared configs %s", name, dict(configs[name]))
-
-
-def _overrides(entries: list[Any], version: int) -> dict[str, str] | None:
-    """A topic's own config values; None when one is sensitive (its value is not returned,
-    so it could not be sent back: leave such a topic alone)."""
-    overrides = {}
-    for name, value, _read_only, default_or_source, sensitive, *_ in entries:
-        own = not default_or_source if version == 0 else default_or_source == _DYNAMIC_TOPIC_CONFIG
-        if own and (sensitive or value is None):
-            _log.warning("topic config %s is sensitive: not reconciling the topic's configs", name)
-            return None
-        if own:
-            overrides[name] = value
-    return overrides
 
 
 # --- resolution ----------------------------------------------------------------------------------
@@ -537,7 +430,8 @@ def _start_container() -> tuple[str, Callable[[], None]]:
 
 
 def resolve_bootstrap(state_dir: Path) -> tuple[str, Callable[[], None]]:
-    """A Kafka bootstrap address and the function that releases it, in DESIGN.md's order."""
+    """A Kafka bootstrap address and the function that releases it, in the order of the
+    module's docstring."""
     if env := os.environ.get(BOOTSTRAP_ENV, "").strip():
         return env, lambda: None
     if docker_available():

@@ -1,4 +1,5 @@
-"""Which aggregates exist, for a whole batch in one query.
+"""Which aggregates exist, for a whole batch in one query: the SQL behind the application's
+`existing_ids` port (`services.application.app.ExistingIds`), one query per backend.
 
 Most commands in a busy batch create things (instances, command records) that do not exist
 yet; asking the store for each one separately costs a round trip per command. One query for
@@ -7,10 +8,13 @@ the batch tells the unit of work which ids it need not look up at all.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import functools
+from collections.abc import Callable, Iterable
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.application import Application
+from eventsourcing.persistence import AggregateRecorder
 from eventsourcing.postgres import PostgresAggregateRecorder
 from eventsourcing.sqlite import SQLiteAggregateRecorder
 from psycopg.sql import SQL, Identifier
@@ -18,12 +22,18 @@ from psycopg.sql import SQL, Identifier
 SQLITE_CHUNK = 500  # well under SQLite's limit on bound parameters
 
 
-def existing_ids(recorder: Any, ids: Collection[UUID]) -> set[UUID]:
+def one_query_per_batch(app: Application[Any]) -> Callable[[Iterable[UUID]], set[UUID]]:
+    """The `existing_ids` port of `app`, answered from its event store's table."""
+    return functools.partial(existing_ids, app.recorder)
+
+
+def existing_ids(recorder: AggregateRecorder, ids: Iterable[UUID]) -> set[UUID]:
     """The ids among `ids` with at least one stored event; all of them for unknown stores."""
+    ids = list(ids)
     if not ids:
         return set()
     if isinstance(recorder, PostgresAggregateRecorder):
-        return _postgres(recorder, list(ids))
+        return _postgres(recorder, ids)
     if isinstance(recorder, SQLiteAggregateRecorder):
         return _sqlite(recorder, [i.hex for i in ids])
     return set(ids)

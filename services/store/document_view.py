@@ -1,21 +1,22 @@
 """A read model stored as JSON documents beside the event store, with its tracking position.
 
-Each view subclasses the store's own tracking recorder (SQLite or PostgreSQL), so its rows and
-the position of the last event it applied are written in one transaction: after a crash the
-view is exactly as far as its position says (exactly-once application of every event).
+Each view subclasses the store's own tracking recorder (SQLite in `sqlite_views`, PostgreSQL in
+`postgres_views`), so its rows and the position of the last event it applied are written in one
+transaction: after a crash the view is exactly as far as its position says (exactly-once
+application of every event). This module holds what the backends share: the interface, the SQL
+written alike on both, and `open_view`, which picks the backend of the event store.
 """
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import msgspec
 from eventsourcing.persistence import InfrastructureFactory, Tracking, TrackingRecorder
-from eventsourcing.postgres import PostgresTrackingRecorder
-from eventsourcing.sqlite import SQLiteTrackingRecorder
-from psycopg.sql import SQL
 
 
 @dataclass
@@ -50,25 +51,61 @@ class Query(msgspec.Struct, frozen=True, kw_only=True):
     offset: int = 0
 
 
-def _safe_field(field: str) -> str:
+class ViewCursor(Protocol):
+    """What the shared SQL needs of a driver's cursor (rows read by column name)."""
+
+    def execute(self, query: str, params: Sequence[Any] = ..., /) -> object: ...
+
+    def executemany(self, query: str, params: Iterable[Sequence[Any]], /) -> object: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> Sequence[Any]: ...
+
+
+CursorT = TypeVar("CursorT", bound=ViewCursor)
+
+
+def safe_field(field: str) -> str:
     # Field names are spliced into SQL: only plain identifiers, never user text.
     if not field.replace("_", "").isalnum():
         raise ValueError(f"not a document field name: {field!r}")
     return field
 
 
-FLOWLEDGER_SQLITE_ID = 0x464C4F57  # "FLOW"
-
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 
 
-class DocumentView(TrackingRecorder):
+class DocumentView(TrackingRecorder, Generic[CursorT]):
     """The SQL both backends share; `ph` is the driver's placeholder (`?` or `%s`)."""
 
     view_name: ClassVar[str] = "view"
     ph: ClassVar[str] = "?"
     tracking_table: str = "tracking"
+
+    # --- what each backend provides ----------------------------------------------------------
+
+    @abstractmethod
+    def transaction(self, *, commit: bool) -> AbstractContextManager[CursorT]:
+        """A cursor in a transaction of the view's datastore, committed if `commit`."""
+
+    @abstractmethod
+    def record_position(self, cursor: CursorT, tracking: Tracking) -> None:
+        """Records `tracking` in the caller's transaction (the library's tracking insert)."""
+
+    @abstractmethod
+    def json_text(self, field: str) -> str:
+        """SQL for the text of the top-level document field `field`."""
+
+    @abstractmethod
+    def json_list_contains(self, field: str) -> str:
+        """SQL that holds when the top-level list `field` contains the bound value."""
+
+    def begin_writing(self, cursor: CursorT) -> None:
+        """Takes the write lock before the first read of a read-then-write transaction."""
+
+    # --- shared ------------------------------------------------------------------------------
 
     @property
     def table(self) -> str:
@@ -94,7 +131,7 @@ class DocumentView(TrackingRecorder):
             return {}
         marks = ", ".join([self.ph] * len(keys))
         sql = f"SELECT key, doc FROM {self.table} WHERE key IN ({marks})"
-        with self.datastore.transaction(commit=False) as cursor:  # type: ignore[attr-defined]
+        with self.transaction(commit=False) as cursor:
             cursor.execute(sql, list(keys))
             return {row["key"]: _decode(row["doc"]) for row in cursor.fetchall()}
 
@@ -105,14 +142,14 @@ class DocumentView(TrackingRecorder):
             f"SELECT doc FROM {self.table} WHERE {where} "
             f"ORDER BY created_at {order}, key {order} LIMIT {self.ph} OFFSET {self.ph}"
         )
-        with self.datastore.transaction(commit=False) as cursor:  # type: ignore[attr-defined]
+        with self.transaction(commit=False) as cursor:
             cursor.execute(sql, [*params, query.limit, query.offset])
             return [_decode(row["doc"]) for row in cursor.fetchall()]
 
     def count(self, query: Query) -> int:
         """How many documents match, ignoring the page (`after`, `limit`, `offset`)."""
         where, params = self._where(msgspec.structs.replace(query, after=None))
-        with self.datastore.transaction(commit=False) as cursor:  # type: ignore[attr-defined]
+        with self.transaction(commit=False) as cursor:
             cursor.execute(f"SELECT COUNT(*) AS n FROM {self.table} WHERE {where}", params)
             return int(cursor.fetchone()["n"])
 
@@ -144,21 +181,12 @@ class DocumentView(TrackingRecorder):
             params += [query.after[0], query.after[0], query.after[1]]
         return " AND ".join(clauses), params
 
-    def begin_writing(self, cursor: Any) -> None:
-        """Takes the write lock before the first read of a read-then-write transaction."""
-
-    def json_text(self, field: str) -> str:
-        raise NotImplementedError
-
-    def json_list_contains(self, field: str) -> str:
-        raise NotImplementedError
-
     def write(self, rows: Iterable[Row], tracking: Tracking, expected: int | None) -> None:
-        with self.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
+        with self.transaction(commit=True) as cursor:
             self.write_in(cursor, rows, tracking, expected)
 
     def write_in(
-        self, cursor: Any, rows: Iterable[Row], tracking: Tracking, expected: int | None
+        self, cursor: CursorT, rows: Iterable[Row], tracking: Tracking, expected: int | None
     ) -> None:
         """Upserts `rows` and records `tracking` in the caller's transaction, if the view is
         still at `expected`.
@@ -173,7 +201,7 @@ class DocumentView(TrackingRecorder):
         values = [self.row_values(r) for r in rows]
         if values:
             cursor.executemany(self.upsert_statement(), values)
-        self._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]
+        self.record_position(cursor, tracking)
 
     def upsert_statement(self) -> str:
         return (
@@ -192,7 +220,7 @@ class DocumentView(TrackingRecorder):
             _encode(r.doc).decode(),
         ]
 
-    def _position_in(self, cursor: Any) -> int | None:
+    def _position_in(self, cursor: CursorT) -> int | None:
         cursor.execute(
             f"SELECT MAX(notification_id) AS n FROM {self.tracking_table} "
             f"WHERE application_name = {self.ph}",
@@ -201,9 +229,9 @@ class DocumentView(TrackingRecorder):
         row = cursor.fetchone()
         return None if row is None or row["n"] is None else int(row["n"])
 
-    def replace_with(self, rebuilt: DocumentView) -> None:
+    def replace_with(self, rebuilt: DocumentView[CursorT]) -> None:
         """Swaps in a view rebuilt beside this one, documents and position in one transaction."""
-        with self.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
+        with self.transaction(commit=True) as cursor:
             self.begin_writing(cursor)
             position = rebuilt._position_in(cursor)
             cursor.execute(f"DELETE FROM {self.table}")
@@ -213,11 +241,11 @@ class DocumentView(TrackingRecorder):
                 [self.view_name],
             )
             if position is not None:
-                self._insert_tracking(cursor, Tracking(self.view_name, position))  # type: ignore[attr-defined]
+                self.record_position(cursor, Tracking(self.view_name, position))
 
     def clear(self) -> None:
         """Empties the view and forgets its position, so it can be rebuilt from the start."""
-        with self.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
+        with self.transaction(commit=True) as cursor:
             cursor.execute(f"DELETE FROM {self.table}")
             cursor.execute(
                 f"DELETE FROM {self.tracking_table} WHERE application_name = {self.ph}",
@@ -225,82 +253,13 @@ class DocumentView(TrackingRecorder):
             )
 
 
-class SQLiteDocumentView(DocumentView, SQLiteTrackingRecorder):
-    ph = "?"
-
-    def begin_writing(self, cursor: Any) -> None:
-        # A deferred SQLite transaction that reads first and then writes fails at once with
-        # "database is locked" if another connection committed in between (WAL snapshot).
-        # A write statement first takes the lock, waiting for it as long as the lock timeout.
-        cursor.execute(f"DELETE FROM {self.table} WHERE 0")
-
-    def json_text(self, field: str) -> str:
-        return f"json_extract(doc, '$.{_safe_field(field)}')"
-
-    def json_list_contains(self, field: str) -> str:
-        return f"EXISTS (SELECT 1 FROM json_each(doc, '$.{_safe_field(field)}') WHERE value = ?)"
-
-    def construct_create_table_statements(self) -> list[str]:
-        # The same trap as in begin_writing: "IF NOT EXISTS" on an existing table only reads.
-        # Marking the file as Flowledger's (a header write) takes the write lock first.
-        mark = f"PRAGMA application_id = {FLOWLEDGER_SQLITE_ID}"
-        return [mark, *super().construct_create_table_statements(), *self.view_statements()]
-
-
-class PostgresDocumentView(DocumentView, PostgresTrackingRecorder):
-    ph = "%s"
-
-    """Filters read `attrs`, a jsonb of the document's top-level text fields, not the document:
-    jsonb cannot hold NUL (U+0000), which any JSON a client sends may contain, so casting the
-    whole document would let one such document break every filtered list of its account."""
-
-    def json_text(self, field: str) -> str:
-        return f"(attrs ->> '{_safe_field(field)}')"
-
-    def json_list_contains(self, field: str) -> str:
-        return f"(attrs -> '{_safe_field(field)}') @> jsonb_build_array(%s::text)"
-
-    def __init__(self, datastore: Any, **kwargs: Any) -> None:
-        super().__init__(datastore, **kwargs)
-        self.tracking_table = self.tracking_table_name
-        self.sql_create_statements.extend(SQL(s) for s in self.view_statements())  # type: ignore[arg-type,misc]
-
-    def view_statements(self) -> list[str]:
-        # `attrs` is declared with the table: an ALTER TABLE at every start would take an
-        # exclusive lock on a view that a running projections process is writing.
-        create, *indexes = super().view_statements()
-        attrs = ", attrs jsonb NOT NULL DEFAULT '{}')"
-        return [create.removesuffix(")") + attrs, *indexes]
-
-    def upsert_statement(self) -> str:
-        return (
-            f"INSERT INTO {self.table} "
-            "(key, account_id, workflow_name, status, created_at, doc, attrs) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb) ON CONFLICT (key) DO UPDATE SET "
-            "status = excluded.status, doc = excluded.doc, attrs = excluded.attrs"
-        )
-
-    def row_values(self, r: Row) -> list[Any]:
-        return [*super().row_values(r), _encode(_filterable(r.doc)).decode()]
-
-
-def _filterable(doc: dict[str, Any]) -> dict[str, Any]:
-    """The top-level text and list-of-text fields, NUL removed (jsonb cannot store it)."""
-    attrs: dict[str, Any] = {}
-    for name, value in doc.items():
-        if isinstance(value, str):
-            attrs[name] = value.replace("\x00", "")
-        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
-            attrs[name] = [v.replace("\x00", "") for v in value]
-    return attrs
-
-
-def open_view(factory: InfrastructureFactory[Any], view_name: str) -> DocumentView:
+def open_view(factory: InfrastructureFactory[Any], view_name: str) -> DocumentView[Any]:
     """The view named `view_name` on the same datastore as the event store behind `factory`."""
-    base: type[DocumentView] = (
-        PostgresDocumentView
-        if issubclass(getattr(factory, "tracking_recorder_class", object), PostgresTrackingRecorder)
-        else SQLiteDocumentView
-    )
-    view_class = type(f"{base.__name__}_{view_name}", (base,), {"view_name": view_name})
-    return factory.tracking_recorder(view_class)  # type: ignore[no-any-return]
+    # The backends build on this module, so they are imported here rather than at the top.
+    from services.store import postgres_views, sqlite_views
+
+    if isinstance(factory, postgres_views.PostgresFactory):
+        return postgres_views.open_postgres_view(factory, view_name)
+    if isinstance(factory, sqlite_views.SQLiteFactory):
+        return sqlite_views.open_sqlite_view(factory, view_name)
+    raise TypeError(f"no document views for the event store of {type(factory).__name__}")

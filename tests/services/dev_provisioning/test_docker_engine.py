@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from services.infra.docker_engine import docker_available
+from services.dev_provisioning.docker_engine import docker_available
 
 
 def test_a_missing_docker_socket_means_no_engine(

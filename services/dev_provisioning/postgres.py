@@ -1,8 +1,9 @@
 """A real PostgreSQL for tests and benchmarks, provisioned by the project itself.
 
-Resolution order (DESIGN.md, "Infrastructure"): an admin DSN in ``FLOWLEDGER_TEST_POSTGRES_DSN``;
-else testcontainers' PostgreSQL when a Docker engine answers; else a throwaway cluster built from
-the machine's own PostgreSQL binaries with ``initdb`` and ``pg_ctl``.
+Resolution order (:func:`resolve_postgres_admin_dsn`): an admin DSN in
+``FLOWLEDGER_TEST_POSTGRES_DSN``; else testcontainers' PostgreSQL when a Docker engine answers;
+else a throwaway cluster built from the machine's own PostgreSQL binaries with ``initdb`` and
+``pg_ctl``. Production points ``FLOWLEDGER_STORE`` at its own server and never runs this.
 
 Layout of a local cluster's ``data_dir`` (the directory handed to :func:`start_postgres`)::
 
@@ -49,7 +50,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from services.infra.docker_engine import docker_available
+from services.dev_provisioning.docker_engine import docker_available
 
 __all__ = [
     "ENV_ADMIN_DSN",

@@ -13,8 +13,8 @@ import pytest
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
-from services.infra import postgres_local
-from services.infra.postgres_local import (
+from services.dev_provisioning import postgres
+from services.dev_provisioning.postgres import (
     LocalPostgres,
     PostgresProvisioningError,
     create_database,
@@ -194,12 +194,12 @@ def test_a_cluster_whose_data_dir_is_gone_is_stopped_and_deleted(
     home = (abandoned / "pgdata").resolve().parent
     pid = int((home / "pgdata" / "postmaster.pid").read_text().splitlines()[0])
     shutil.rmtree(abandoned)  # what pytest's tmp dir rotation does
-    monkeypatch.setattr(postgres_local, "_ORPHAN_MIN_AGE_SECONDS", 0.0)
+    monkeypatch.setattr(postgres, "_ORPHAN_MIN_AGE_SECONDS", 0.0)
     successor = tmp_path / "successor"
     try:
         start_postgres(successor)
         assert not home.exists()
-        assert not postgres_local._is_postmaster_of(pid, home / "pgdata")
+        assert not postgres._is_postmaster_of(pid, home / "pgdata")
         with pytest.raises(psycopg.OperationalError):
             psycopg.connect(server.dsn(), connect_timeout=2)
     finally:
@@ -210,7 +210,7 @@ def test_missing_binaries_name_what_to_install(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
-    monkeypatch.setattr(postgres_local, "_FALLBACK_BINDIR_GLOBS", ())
+    monkeypatch.setattr(postgres, "_FALLBACK_BINDIR_GLOBS", ())
     with pytest.raises(PostgresProvisioningError, match=r"install PostgreSQL") as info:
         start_postgres(tmp_path / "cluster")
     assert "\n" not in str(info.value)
@@ -221,7 +221,7 @@ def test_env_dsn_wins_and_its_cleanup_does_nothing(
     postgres_admin_dsn: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("FLOWLEDGER_TEST_POSTGRES_DSN", postgres_admin_dsn)
-    dsn, cleanup = postgres_local.resolve_postgres_admin_dsn(tmp_path)
+    dsn, cleanup = postgres.resolve_postgres_admin_dsn(tmp_path)
     assert dsn == postgres_admin_dsn
     cleanup()
     assert list(tmp_path.iterdir()) == []
@@ -233,4 +233,4 @@ def test_unreachable_env_dsn_is_a_provisioning_error(
 ) -> None:
     monkeypatch.setenv("FLOWLEDGER_TEST_POSTGRES_DSN", "postgresql://nobody@127.0.0.1:1/postgres")
     with pytest.raises(PostgresProvisioningError, match="FLOWLEDGER_TEST_POSTGRES_DSN is set"):
-        postgres_local.resolve_postgres_admin_dsn(tmp_path)
+        postgres.resolve_postgres_admin_dsn(tmp_path)

@@ -1,0 +1,184 @@
+"""The scheduler's timers: what is due when, folded from an instance's lifecycle events.
+
+`apply` is a pure fold like the read models': the instance's timer document (or None) and one
+lifecycle event in, the next document out (None once nothing is pending). The scheduler role
+stores the documents with the time of their earliest pending timer, and fires each timer as
+the command an engine would have sent.
+
+Each timer is armed by one event and names the command it fires, with a command id derived
+from the instance, the kind and the version of the arming event: a timer fired twice (a
+crash between publishing and recording it, two schedulers in a rolling restart) is answered
+`duplicate`, so its effect is applied once. A timer whose condition no longer holds is
+cancelled by the event that ends it; one that fires anyway is answered by the aggregate as a
+no-op or a rejection.
+
+Kinds and what arms, fires and cancels them:
+- `sleep`:    StepBegan (sleep, `sleep_ms`)        -> EndSleep      ; StepEnded
+- `backoff`:  AttemptEnded with `retry_delay_ms`   -> EndSleep      ; BackoffEnded, AttemptBegan
+- `wait`:     StepBegan (waitForEvent, timeout)    -> TimeOutWait   ; EventDelivered, StepEnded
+- `attempt`:  AttemptBegan (the step's timeout)    -> TimeOutAttempt; AttemptEnded, StepEnded
+- `instance`: InstanceCreated (`timeout`)          -> TimeOutInstance; the run's end
+A restart cancels the step timers and arms the instance timeout again from the restart; the
+run's end (complete, errored, terminated) cancels everything. While the instance is paused
+its timers keep their due times but none fires; one that fell due meanwhile fires on resume.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from contracts import events as ev
+from contracts.keys import instance_key
+from services.domain.durations import to_milliseconds
+
+STEP_TIMERS = ("sleep", "backoff", "wait", "attempt")
+# Names command ids, so that the same timer fired twice carries the same id.
+_COMMAND_IDS = uuid.UUID("6f3f5a56-3b0e-4d8e-9a57-5c1f0c2d7e11")
+
+
+def epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def key_of(event: ev.LifecycleEvent) -> str | None:
+    if not isinstance(event, ev.InstanceEvent):
+        return None
+    return instance_key(event.account_id, event.workflow_name, event.instance_id)
+
+
+def due_ms(doc: dict[str, Any]) -> int | None:
+    """When the earliest timer of the document is due; None while paused or none pending."""
+    if doc["held"]:
+        return None
+    pending = [t["due_ms"] for t in doc["timers"].values() if not t.get("fired")]
+    return min(pending, default=None)
+
+
+def due_commands(doc: dict[str, Any], now_ms: int) -> list[tuple[str, dict[str, Any]]]:
+    """(kind, command) of every timer of the document due at `now_ms` and not yet fired."""
+    if doc["held"]:
+        return []
+    return [
+        (kind, timer["command"])
+        for kind, timer in sorted(doc["timers"].items())
+        if not timer.get("fired") and timer["due_ms"] <= now_ms
+    ]
+
+
+def mark_fired(doc: dict[str, Any], fired: list[dict[str, Any]]) -> dict[str, Any]:
+    """The document with the timers whose commands were `fired` (and are still the timers
+    armed: an event may have re-armed one since) marked as fired."""
+    ids = {command["command_id"] for command in fired}
+    timers = {
+        kind: {**timer, "fired": True} if timer["command"]["command_id"] in ids else timer
+        for kind, timer in doc["timers"].items()
+    }
+    return {**doc, "timers": timers}
+
+
+def apply(doc: dict[str, Any] | None, event: ev.LifecycleEvent) -> dict[str, Any] | None:
+    if not isinstance(event, ev.InstanceEvent):
+        return doc
+    if doc is not None and event.version <= doc["version"]:
+        return doc  # a redelivery: applied once
+    # No document: nothing was pending for the instance (documents are dropped when idle).
+    doc = _blank(event) if doc is None else {**doc, "timers": dict(doc["timers"])}
+    doc["version"] = event.version
+    _fold(doc, event)
+    return doc if _worth_keeping(doc) else None
+
+
+def _worth_keeping(doc: dict[str, Any]) -> bool:
+    """Pending timers, or what a later event needs to arm one."""
+    return bool(
+        doc["timers"]
+        or doc["held"]
+        or doc["instance_timeout_ms"] is not None
+        or doc["step_timeout_ms"] is not None
+    )
+
+
+def _fold(doc: dict[str, Any], event: ev.InstanceEvent) -> None:
+    timers: dict[str, Any] = doc["timers"]
+    match event:
+        case ev.InstanceCreated(timeout=timeout):
+            doc["instance_timeout_ms"] = None if timeout is None else to_milliseconds(timeout)
+            _arm_instance_timeout(doc, event)
+        case ev.StepBegan(step_type="sleep", sleep_ms=int() as sleep_ms):
+            _arm(doc, "sleep", event, sleep_ms, {"type": "EndSleep", "name": event.name})
+        case ev.StepBegan(step_type="waitForEvent", wait_timeout=timeout) if timeout is not None:
+            command = {"type": "TimeOutWait", "name": event.name}
+            _arm(doc, "wait", event, to_milliseconds(timeout), command)
+        case ev.StepBegan(step_type="step", config=config):
+            timeout = (config or {}).get("timeout")
+            doc["step_timeout_ms"] = None if timeout is None else to_milliseconds(timeout)
+        case ev.AttemptBegan():
+            timers.pop("backoff", None)
+            if doc.get("step_timeout_ms") is not None:
+                timeout_ms = doc["step_timeout_ms"]
+                fires = {"type": "TimeOutAttempt", "name": event.name, "attempt": event.attempt}
+                _arm(doc, "attempt", event, timeout_ms, fires)
+        case ev.AttemptEnded(retry_delay_ms=delay):
+            timers.pop("attempt", None)
+            if delay is not None:
+                _arm(doc, "backoff", event, delay, {"type": "EndSleep", "name": event.name})
+        case ev.BackoffEnded():
+            timers.pop("backoff", None)
+        case ev.StepEnded() | ev.EventDelivered():  # a delivered event ends its wait
+            for kind in STEP_TIMERS:
+                timers.pop(kind, None)
+            doc["step_timeout_ms"] = None
+        case ev.InstancePaused():
+            doc["held"] = True
+        case ev.InstanceResumed():
+            doc["held"] = False
+        case ev.InstanceRestarted():
+            timers.clear()
+            doc["held"] = False
+            doc["step_timeout_ms"] = None
+            _arm_instance_timeout(doc, event)
+        case ev.InstanceTerminated() | ev.RunCompleted() | ev.RunFailed():
+            timers.clear()
+            doc.update(held=False, instance_timeout_ms=None, step_timeout_ms=None)
+
+
+def _blank(event: ev.InstanceEvent) -> dict[str, Any]:
+    return {
+        "account_id": event.account_id,
+        "workflow_name": event.workflow_name,
+        "instance_id": event.instance_id,
+        "version": 0,
+        "held": False,
+        "instance_timeout_ms": None,
+        "step_timeout_ms": None,
+        "timers": {},
+    }
+
+
+def _arm_instance_timeout(doc: dict[str, Any], event: ev.InstanceEvent) -> None:
+    if doc["instance_timeout_ms"]:
+        _arm(doc, "instance", event, doc["instance_timeout_ms"], {"type": "TimeOutInstance"})
+
+
+def _arm(
+    doc: dict[str, Any],
+    kind: str,
+    event: ev.InstanceEvent,
+    after_ms: int,
+    command: Mapping[str, object],
+) -> None:
+    key = instance_key(event.account_id, event.workflow_name, event.instance_id)
+    doc["timers"][kind] = {
+        "due_ms": epoch_ms(event.occurred_at) + after_ms,
+        "armed_by": event.version,
+        "command": {
+            **command,
+            "command_id": str(uuid.uuid5(_COMMAND_IDS, f"{key}:{kind}:{event.version}")),
+            "account_id": event.account_id,
+            "workflow_name": event.workflow_name,
+            "instance_id": event.instance_id,
+        },
+    }

@@ -1,0 +1,43 @@
+"""The api role: the HTTP API over the views, writing through the command gateway."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.api.app import create_api
+from services.api.gateway import CommandGateway
+from services.application.notification_log import NotificationLog
+from services.roles.role import RoleContext, within_drain_time
+
+
+class ApiRole:
+    name = "api"
+
+    def __init__(self, context: RoleContext) -> None:
+        settings, topics, views = context.settings, context.settings.topics, context.views
+        self.gateway = CommandGateway(
+            context.bootstrap_servers,
+            topics.commands,
+            topics.replies,
+            head=NotificationLog(context.app).head,
+            positions=lambda: [view.position() for view in views.values()],
+            timeout_s=settings.write_timeout_s,
+            broker_reachable=context.broker_reachable,
+        )
+        self.api: FastAPI = create_api(
+            tokens=settings.tokens(),
+            views=views,
+            gateway=self.gateway,
+            base_url=settings.base_url,
+            sdk_secret=settings.sdk_token_secret,
+            sdk_token_ttl_s=settings.sdk_token_ttl_s,
+            readiness=context.readiness,
+            refresh=context.refresh_health,
+        )
+        self.api.state.metrics = context.metrics  # read by services.api.ops_routes
+
+    async def start(self) -> None:
+        await self.gateway.start()
+
+    async def stop(self) -> None:
+        await within_drain_time(self.gateway.stop(), "the HTTP gateway")

@@ -1,0 +1,208 @@
+"""The scheduler role: time moves by itself.
+
+It follows the notification log like the projections, folding each instance's lifecycle
+events into its timers (projections/timers.py), stored with the follower's position in one
+transaction (services/store/timer_table.py). A second loop fires the timers that are due: it
+publishes the command an engine would have sent (EndSleep, TimeOutWait, TimeOutAttempt,
+TimeOutInstance) on the commands topic, then marks the timers fired.
+
+Delivery: at-least-once firing, exactly-once effect. A crash between publishing and marking
+fires the timer again after the restart with the same command id (derived from the timer),
+which the commands role answers `duplicate`; so does a second scheduler during a rolling
+restart. A timer that fell due while no scheduler ran fires as soon as one is back; none fires
+early (the clock is read when firing, and the due time comes from the arming event's time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from eventsourcing.persistence import Tracking
+
+from contracts.commands import AnyCommand
+from contracts.keys import kafka_key
+from projections import timers
+from services.application.notification_log import Batch
+from services.infra.backoff import Backoff
+from services.roles.follower import FollowingRole, follower_for
+from services.roles.resilient_producer import ResilientProducer
+from services.roles.role import RoleContext, within_drain_time
+from services.roles.sending import Outgoing
+from services.store.timer_table import TimerTable
+
+log = logging.getLogger(__name__)
+
+TIMERS_NAME = "scheduler"  # the timer table's name and the follower's tracking name
+FIRE_BATCH = 500
+# The longest the firing loop sleeps: also how soon a timer armed by another process fires.
+MAX_TICK_S = 1.0
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Fired:
+    kind: str
+    command: AnyCommand
+
+
+class Scheduler:
+    """The timer table's only writer: folds batches, fires due timers. Both run under one
+    lock, so a fold and a firing in this process never write the same row from stale reads;
+    against another process's writes, marks are compare-and-set (see `fire_due`)."""
+
+    def __init__(
+        self,
+        table: TimerTable[Any],
+        producer: ResilientProducer,
+        commands_topic: str,
+        *,
+        clock: Clock = utc_now,
+        on_fired: Callable[[str], None] = lambda _kind: None,
+    ) -> None:
+        self.table = table
+        self._producer = producer
+        self._topic = commands_topic
+        self._clock = clock
+        self._on_fired = on_fired
+        self._lock = asyncio.Lock()
+        self.woken = asyncio.Event()
+        self.pending = 0
+        self.first_due_ms: int | None = None
+
+    def position(self) -> int | None:
+        return self.table.position()
+
+    async def handle(self, batch: Batch) -> None:
+        async with self._lock:
+            await asyncio.to_thread(self._fold, batch)
+        self.woken.set()  # a timer armed now may be due before the loop's next tick
+
+    def _fold(self, batch: Batch) -> None:
+        """Blocking: the timers of the batch's instances, written with the position."""
+        keyed = [(key, e) for _, e in batch.events if (key := timers.key_of(e)) is not None]
+        docs: dict[str, dict[str, Any] | None] = dict(
+            self.table.get_many(sorted({key for key, _ in keyed}))
+        )
+        touched: set[str] = set()
+        for key, event in keyed:
+            docs[key] = timers.apply(docs.get(key), event)
+            touched.add(key)
+        changes = {
+            key: None if (doc := docs.get(key)) is None else (timers.due_ms(doc), doc)
+            for key in touched
+        }
+        expected = self.table.position()
+        self.table.apply_changes(changes, Tracking(TIMERS_NAME, batch.last_id), expected)
+
+    async def fire_due(self) -> list[Fired]:
+        """Publishes every due timer's command, then marks those timers fired."""
+        async with self._lock:
+            now_ms = timers.epoch_ms(self._clock())
+            due = await asyncio.to_thread(self.table.due, now_ms, FIRE_BATCH)
+            fired: list[Fired] = []
+            marks: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+            for key, doc in due:
+                commands = timers.due_commands(doc, now_ms)
+                fired += [Fired(kind, _command(body)) for kind, body in commands]
+                marks[key] = (doc, timers.mark_fired(doc, [body for _, body in commands]))
+            if fired:
+                await self._producer.send_all([_outgoing(self._topic, f.command) for f in fired])
+                await asyncio.to_thread(self._mark, marks)
+            self.pending, self.first_due_ms = await asyncio.to_thread(self.table.summary)
+        for one in fired:
+            self._on_fired(one.kind)
+        return fired
+
+    def _mark(self, marks: dict[str, tuple[dict[str, Any], dict[str, Any]]]) -> None:
+        self.table.mark_fired(
+            {key: (old, timers.due_ms(new), new) for key, (old, new) in marks.items()}
+        )
+
+    def lag_ms(self) -> int:
+        """How long the oldest due timer has been waiting (0 when none is overdue)."""
+        if self.first_due_ms is None:
+            return 0
+        return max(0, timers.epoch_ms(self._clock()) - self.first_due_ms)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Fires due timers until `stop`; sleeps until the next is due, at most MAX_TICK_S."""
+        backoff = Backoff("scheduler: firing due timers", log)
+        while not stop.is_set():
+            self.woken.clear()
+            try:
+                await self.fire_due()
+                backoff.succeeded()
+                wait = self._until_next_s()
+            except Exception as error:  # the broker or the store is away: try again
+                wait = backoff.failed(error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_either(stop, self.woken), wait)
+
+    def _until_next_s(self) -> float:
+        if self.first_due_ms is None:
+            return MAX_TICK_S
+        now_ms = timers.epoch_ms(self._clock())
+        return min(MAX_TICK_S, max(0.0, (self.first_due_ms - now_ms) / 1000))
+
+
+def _command(body: dict[str, Any]) -> AnyCommand:
+    return msgspec.convert(body, AnyCommand)  # type: ignore[arg-type]
+
+
+def _outgoing(topic: str, command: AnyCommand) -> Outgoing:
+    return Outgoing(topic, msgspec.json.encode(command), kafka_key(command).encode())
+
+
+async def _either(*events: asyncio.Event) -> None:
+    waits = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
+class SchedulerRole(FollowingRole):
+    name = "scheduler"
+
+    def __init__(self, context: RoleContext, *, clock: Clock = utc_now) -> None:
+        table = context.timers
+        fired = context.metrics.timers_fired
+        self.scheduler = Scheduler(
+            table,
+            context.producer,
+            context.settings.topics.commands,
+            clock=clock,
+            on_fired=lambda kind: fired.labels(kind).inc(),
+        )
+        context.metrics.watch_scheduler(lambda: (self.scheduler.pending, self.scheduler.lag_ms()))
+        follower = follower_for(
+            context, "scheduler", self.scheduler.position, self.scheduler.handle
+        )
+        super().__init__(follower, context.stopping)
+        self._stopping = context.stopping
+        self._firing: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await super().start()
+        self._firing = asyncio.create_task(self.scheduler.run(self._stopping), name="firing")
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self._firing is not None:
+            await within_drain_time(asyncio.shield(self._firing), "the scheduler's firing")
+            self._firing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._firing
