@@ -12,9 +12,11 @@ from msgspec import Meta, Struct
 
 from contracts.limits import (
     MAX_BATCH,
+    MAX_SCHEDULES,
     MAX_TAGS,
     AccountId,
     CommandId,
+    CronExpression,
     EventType,
     InstanceId,
     StepName,
@@ -45,10 +47,17 @@ class InstanceCommand(Command, kw_only=True):
 
 
 class RegisterWorkflow(Command, tag="RegisterWorkflow", kw_only=True):
-    """Creates the workflow, or deploys a new version of it."""
+    """Creates the workflow, or deploys a new version of it.
+
+    `schedules`: 5-field cron expressions in UTC; the scheduler creates one instance per tick
+    (`trigger_source: "cron"`). Registering without them removes the workflow's schedules.
+    """
 
     class_name: str | None = None
     script_name: str | None = None
+    schedules: Annotated[list[CronExpression], Meta(max_length=MAX_SCHEDULES)] = msgspec.field(
+        default_factory=list
+    )
 
 
 # --- creating instances ------------------------------------------------------------------
@@ -168,12 +177,15 @@ class BeginAttempt(InstanceCommand, tag="BeginAttempt", kw_only=True):
 
 
 class EndAttempt(InstanceCommand, tag="EndAttempt", kw_only=True):
-    """An attempt of the current step ended. A failure with retries left waits for back-off."""
+    """An attempt of the current step ended. A failure with retries left waits for back-off,
+    unless `retryable` is false (a non-retryable error): then no retry follows, and the engine
+    ends the step as failed."""
 
     name: StepName
     success: bool
     output: Any = None
     error: ErrorInfo | None = None
+    retryable: bool = True
 
 
 class EndStep(InstanceCommand, tag="EndStep", kw_only=True):

@@ -39,6 +39,7 @@ class WorkflowRegistered(LifecycleEvent, tag="WorkflowRegistered", kw_only=True)
     version_id: str
     class_name: str | None = None
     script_name: str | None = None
+    schedules: list[str] = []
 
 
 class WorkflowVersionDeployed(LifecycleEvent, tag="WorkflowVersionDeployed", kw_only=True):
@@ -46,6 +47,7 @@ class WorkflowVersionDeployed(LifecycleEvent, tag="WorkflowVersionDeployed", kw_
     version_id: str
     class_name: str | None = None
     script_name: str | None = None
+    schedules: list[str] = []
 
 
 # --- instances -------------------------------------------------------------------------

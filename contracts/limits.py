@@ -17,6 +17,7 @@ STEP_NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
 
 MAX_BATCH = 100
 MAX_TAGS = 30
+MAX_SCHEDULES = 10  # cron expressions per workflow
 
 KIB = 1024
 
@@ -57,6 +58,8 @@ CommandId = Annotated[
     ),
 ]
 Tag = Annotated[str, Meta(min_length=1, max_length=128)]
+# Five fields, UTC (minute hour day-of-month month day-of-week); checked by the commands role.
+CronExpression = Annotated[str, Meta(min_length=9, max_length=100)]
 
 
 def bounded(text: str, limit: int = MAX_ECHO_CHARS) -> str:

@@ -18,6 +18,11 @@ Kinds and what arms, fires and cancels them:
 - `wait`:     StepBegan (waitForEvent, timeout)    -> TimeOutWait   ; EventDelivered, StepEnded
 - `attempt`:  AttemptBegan (the step's timeout)    -> TimeOutAttempt; AttemptEnded, StepEnded
 - `instance`: InstanceCreated (`timeout`)          -> TimeOutInstance; the run's end
+- `cron <expression>`: WorkflowRegistered / WorkflowVersionDeployed with `schedules` -> a
+  CreateInstance per tick; a later registration without the expression removes it.
+A cron timer is never done: once fired it is armed again for the next tick after the moment
+it fired. A tick missed while no scheduler ran is created once, for the latest missed tick.
+Its instance id and command id derive from the workflow, the expression and the tick.
 A restart cancels the step timers and arms the instance timeout again from the restart; the
 run's end (complete, errored, terminated) cancels everything. While the instance is paused
 its timers keep their due times but none fires; one that fell due meanwhile fires on resume.
@@ -25,13 +30,16 @@ its timers keep their due times but none fires; one that fell due meanwhile fire
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from croniter import croniter
+
 from contracts import events as ev
-from contracts.keys import instance_key
+from contracts.keys import instance_key, workflow_key
 from services.domain.durations import to_milliseconds
 
 STEP_TIMERS = ("sleep", "backoff", "wait", "attempt")
@@ -44,9 +52,11 @@ def epoch_ms(moment: datetime) -> int:
 
 
 def key_of(event: ev.LifecycleEvent) -> str | None:
-    if not isinstance(event, ev.InstanceEvent):
-        return None
-    return instance_key(event.account_id, event.workflow_name, event.instance_id)
+    if isinstance(event, ev.InstanceEvent):
+        return instance_key(event.account_id, event.workflow_name, event.instance_id)
+    if isinstance(event, ev.WorkflowRegistered | ev.WorkflowVersionDeployed):
+        return workflow_key(event.account_id, event.workflow_name)
+    return None
 
 
 def due_ms(doc: dict[str, Any]) -> int | None:
@@ -62,24 +72,35 @@ def due_commands(doc: dict[str, Any], now_ms: int) -> list[tuple[str, dict[str, 
     if doc["held"]:
         return []
     return [
-        (kind, timer["command"])
+        (kind.partition(" ")[0], _command_of(doc, timer, now_ms))
         for kind, timer in sorted(doc["timers"].items())
         if not timer.get("fired") and timer["due_ms"] <= now_ms
     ]
 
 
-def mark_fired(doc: dict[str, Any], fired: list[dict[str, Any]]) -> dict[str, Any]:
-    """The document with the timers whose commands were `fired` (and are still the timers
-    armed: an event may have re-armed one since) marked as fired."""
-    ids = {command["command_id"] for command in fired}
-    timers = {
-        kind: {**timer, "fired": True} if timer["command"]["command_id"] in ids else timer
-        for kind, timer in doc["timers"].items()
-    }
+def mark_fired(doc: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    """The document once its timers due at `now_ms` have fired: instance timers are marked
+    fired (the event that follows cancels them), cron timers armed for their next tick."""
+    timers = {}
+    for kind, timer in doc["timers"].items():
+        if timer.get("fired") or timer["due_ms"] > now_ms:
+            timers[kind] = timer
+        elif "cron" in timer:
+            timers[kind] = {**timer, "due_ms": _next_tick_ms(timer["cron"], now_ms)}
+        else:
+            timers[kind] = {**timer, "fired": True}
     return {**doc, "timers": timers}
 
 
+def _command_of(doc: dict[str, Any], timer: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    if "cron" not in timer:
+        return timer["command"]  # type: ignore[no-any-return]
+    return _cron_instance(doc, timer["cron"], _latest_tick_ms(timer["cron"], now_ms))
+
+
 def apply(doc: dict[str, Any] | None, event: ev.LifecycleEvent) -> dict[str, Any] | None:
+    if isinstance(event, ev.WorkflowRegistered | ev.WorkflowVersionDeployed):
+        return _scheduled(doc, event)
     if not isinstance(event, ev.InstanceEvent):
         return doc
     if doc is not None and event.version <= doc["version"]:
@@ -181,4 +202,60 @@ def _arm(
             "workflow_name": event.workflow_name,
             "instance_id": event.instance_id,
         },
+    }
+
+
+# --- cron schedules --------------------------------------------------------------------------
+
+
+def _scheduled(
+    doc: dict[str, Any] | None, event: ev.WorkflowRegistered | ev.WorkflowVersionDeployed
+) -> dict[str, Any] | None:
+    """The workflow's cron timers: those of expressions it keeps are left as they are (a
+    redeployment does not move a tick), new ones armed for their first tick, others dropped."""
+    if doc is not None and event.version <= doc["version"]:
+        return doc
+    before = {} if doc is None else doc["timers"]
+    at_ms = epoch_ms(event.occurred_at)
+    timers = {
+        f"cron {cron}": before.get(f"cron {cron}")
+        or {"cron": cron, "due_ms": _next_tick_ms(cron, at_ms)}
+        for cron in event.schedules
+    }
+    if not timers:
+        return None
+    return {
+        "account_id": event.account_id,
+        "workflow_name": event.workflow_name,
+        "version": event.version,
+        "held": False,
+        "timers": timers,
+    }
+
+
+def _next_tick_ms(cron: str, after_ms: int) -> int:
+    start = datetime.fromtimestamp(after_ms / 1000, UTC)
+    return epoch_ms(croniter(cron, start).get_next(datetime))
+
+
+def _latest_tick_ms(cron: str, at_ms: int) -> int:
+    """The latest tick at or before `at_ms`."""
+    start = datetime.fromtimestamp((at_ms + 1) / 1000, UTC)
+    return epoch_ms(croniter(cron, start).get_prev(datetime))
+
+
+def _cron_instance(doc: dict[str, Any], cron: str, tick_ms: int) -> dict[str, Any]:
+    key = workflow_key(doc["account_id"], doc["workflow_name"])
+    tick = datetime.fromtimestamp(tick_ms / 1000, UTC)
+    digest = hashlib.sha256(cron.encode()).hexdigest()[:8]
+    return {
+        "type": "CreateInstance",
+        "command_id": str(uuid.uuid5(_COMMAND_IDS, f"{key}:cron {cron}:{tick_ms}")),
+        "account_id": doc["account_id"],
+        "workflow_name": doc["workflow_name"],
+        "instance_id": f"cron-{tick:%Y%m%dT%H%M}-{digest}",
+        "trigger_source": "cron",
+        "schedule": {"cron": cron, "scheduled_time": tick_ms},
+        # A tick is an event in the agent platform's vocabulary (no user asked for the run).
+        "triggered_by": "event",
     }

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.limits import NAME_PATTERN
+from contracts.limits import MAX_SCHEDULES, NAME_PATTERN
 from contracts.status import Status
 
 TriggerSource = Literal["unknown", "api", "binding", "event", "cron"]
@@ -110,6 +110,8 @@ class StatusEdit(BaseModel):
 class WorkflowPut(BaseModel):
     class_name: str | None = Field(default=None, max_length=256)
     script_name: str | None = Field(default=None, max_length=256)
+    # A Flowledger extension: 5-field cron expressions in UTC; omitted, the schedules go.
+    schedules: list[str] = Field(default_factory=list, max_length=MAX_SCHEDULES)
 
 
 # --- results --------------------------------------------------------------------------------

@@ -65,6 +65,7 @@ async def put_workflow(
         workflow_name=workflow_name,
         class_name=body.class_name,
         script_name=body.script_name,
+        schedules=body.schedules,
     )
     await submit(request, command)
     # Read once the write is answered (see deps.view).

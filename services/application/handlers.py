@@ -15,6 +15,7 @@ from contracts.replies import BulkItem, Reply
 from services.application.validation import (
     InvalidCommand,
     check_chosen_instance_id,
+    check_cron,
     check_duration,
     check_json_size,
     check_sleep,
@@ -77,6 +78,8 @@ def _error(value: c.ErrorInfo | None) -> dict[str, str] | None:
 
 
 def register_workflow(unit: UnitOfWork, cmd: c.RegisterWorkflow, now: datetime) -> Decision:
+    for expression in cmd.schedules:
+        check_cron(expression)
     workflow_id = Workflow.create_id(cmd.account_id, cmd.workflow_name)
     workflow: Workflow | None = unit.get(workflow_id)
     if workflow is None:
@@ -86,6 +89,7 @@ def register_workflow(unit: UnitOfWork, cmd: c.RegisterWorkflow, now: datetime) 
             version_id=workflow_version_id(workflow_id, 1),
             class_name=cmd.class_name,
             script_name=cmd.script_name,
+            schedules=cmd.schedules,
             command_id=cmd.command_id,
             at=now,
         )
@@ -95,6 +99,7 @@ def register_workflow(unit: UnitOfWork, cmd: c.RegisterWorkflow, now: datetime) 
             version_id=workflow_version_id(workflow_id, workflow.next_version_number),
             class_name=cmd.class_name,
             script_name=cmd.script_name,
+            schedules=cmd.schedules,
             command_id=cmd.command_id,
             at=now,
         )
@@ -265,6 +270,7 @@ def end_attempt(unit: UnitOfWork, cmd: c.EndAttempt, now: datetime) -> Decision:
         error=_error(cmd.error),
         command_id=cmd.command_id,
         at=now,
+        retryable=cmd.retryable,
     )
     return Decision(instance=instance)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from croniter import croniter
 
 from contracts.keys import is_minted_shape
-from contracts.limits import MAX_JSON_BYTES
+from contracts.limits import MAX_JSON_BYTES, bounded
 from services.domain.durations import to_milliseconds
 from services.domain.errors import DomainError
 
@@ -33,6 +34,15 @@ def check_json_size(what: str, value: Any) -> None:
         raise PayloadTooLarge(
             f"{what} is {size} bytes of JSON; the limit is {MAX_JSON_BYTES} "
             f"({MAX_JSON_BYTES // 1024} KiB)"
+        )
+
+
+def check_cron(expression: str) -> None:
+    """Five fields in UTC, as Cloudflare's cron triggers (no seconds field)."""
+    if len(expression.split()) != 5 or not croniter.is_valid(expression):
+        raise InvalidCommand(
+            f"schedules: {bounded(expression, 100)!r} is not a 5-field cron expression "
+            "(minute hour day-of-month month day-of-week, UTC)"
         )
 
 

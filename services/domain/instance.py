@@ -52,6 +52,8 @@ class Step:
     success: bool | None = None
     output: Any = None
     timed_out_attempt: int | None = None  # the last attempt the scheduler timed out
+    error: dict[str, str] | None = None  # why it failed, once ended unsuccessfully
+    ended_at: datetime | None = None  # when it ended (a wait: when its event was delivered)
 
 
 @dataclass
@@ -107,6 +109,7 @@ class WorkflowInstance(Aggregate):
         self.workflow_version = workflow_version  # the ordinal of version_id, 1-based
         self.params = params
         self.trigger_source = trigger_source
+        self.created_at = at  # the `event.timestamp` a workflow's run() is given
         self.resume_to: str | None = None
         self.run = Run()
         # Events sent before anyone waits for them, FIFO per event type.
@@ -231,7 +234,10 @@ class WorkflowInstance(Aggregate):
         error: dict[str, str] | None,
         command_id: str,
         at: datetime,
+        retryable: bool = True,
     ) -> None:
+        """`retryable=False` (the engine's non-retryable error) ends the attempt without a
+        back-off whatever retries are left: the step is then the engine's to end as failed."""
         step = self._open_step()
         late = step is not None and step.name == name and not step.attempt_in_flight
         if late and step is not None and step.timed_out_attempt == step.attempts:
@@ -242,7 +248,7 @@ class WorkflowInstance(Aggregate):
         step = self._require_open_step(name, ("step",))
         if not step.attempt_in_flight:
             raise StepMismatch(f"no attempt of {name!r} is in flight")
-        self._end_attempt(step, success, output, error, command_id, at)
+        self._end_attempt(step, success, output, error, command_id, at, retryable=retryable)
 
     def time_out_attempt(self, *, name: str, attempt: int, command_id: str, at: datetime) -> None:
         """A no-op unless that very attempt is still in flight: the timer that fires it may be
@@ -267,11 +273,13 @@ class WorkflowInstance(Aggregate):
         error: dict[str, str] | None,
         command_id: str,
         at: datetime,
+        *,
+        retryable: bool = True,
     ) -> None:
         name = step.name
         retries = (step.config or DEFAULT_STEP_CONFIG)["retries"]
         retry_delay_ms: int | None = None
-        if not success and step.attempts <= int(retries["limit"]):
+        if not success and retryable and step.attempts <= int(retries["limit"]):
             retry_delay_ms = backoff_delay_ms(
                 retries["delay"], retries.get("backoff", "exponential"), step.attempts
             )
@@ -347,6 +355,8 @@ class WorkflowInstance(Aggregate):
         step.ended = True
         step.success = success
         step.output = output
+        step.error = error
+        step.ended_at = at
 
     def end_sleep(self, *, name: str | None, command_id: str, at: datetime) -> None:
         self._require({st.WAITING}, "end a sleep")
@@ -505,6 +515,7 @@ class WorkflowInstance(Aggregate):
         step.ended = True
         step.success = True
         step.output = payload
+        step.ended_at = at
 
     # --- status changes asked for by users --------------------------------------------------
 

@@ -27,8 +27,10 @@ class Workflow(Aggregate):
         script_name: str | None,
         command_id: str,
         at: datetime,
+        schedules: list[str] | None = None,
     ) -> None:
         self.account_id = account_id
+        self.schedules = list(schedules or [])
         self.workflow_name = workflow_name
         self.versions: list[UUID] = [version_id]
         self.class_name = class_name
@@ -52,11 +54,13 @@ class Workflow(Aggregate):
         script_name: str | None,
         command_id: str,
         at: datetime,
+        schedules: list[str] | None = None,
     ) -> None:
         self._version_deployed(
             version_id=version_id,
             class_name=class_name,
             script_name=script_name,
+            schedules=list(schedules or []),
             command_id=command_id,
             at=at,
         )
@@ -70,8 +74,10 @@ class Workflow(Aggregate):
         script_name: str | None,
         command_id: str,
         at: datetime,
+        schedules: list[str] | None = None,
     ) -> None:
         self.versions.append(version_id)
+        self.schedules = list(schedules or [])
         self.class_name = class_name
         self.script_name = script_name
         self.updated_at = at

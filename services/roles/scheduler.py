@@ -116,7 +116,7 @@ class Scheduler:
             for key, doc in due:
                 commands = timers.due_commands(doc, now_ms)
                 fired += [Fired(kind, _command(body)) for kind, body in commands]
-                marks[key] = (doc, timers.mark_fired(doc, [body for _, body in commands]))
+                marks[key] = (doc, timers.mark_fired(doc, now_ms))
             if fired:
                 await self._producer.send_all([_outgoing(self._topic, f.command) for f in fired])
                 await asyncio.to_thread(self._mark, marks)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -153,7 +155,7 @@ def test_a_fired_timer_is_not_due_again_but_one_armed_since_is() -> None:
     events = [*_running(story), story.step_began("nap", "sleep", sleep_ms=10)]
     doc = _fold(events)
     assert doc is not None
-    fired = mark_fired(doc, [command for _, command in due_commands(doc, 10**15)])
+    fired = mark_fired(doc, 10**15)
 
     assert due_ms(fired) is None and due_commands(fired, 10**15) == []
 
@@ -166,3 +168,57 @@ def test_a_redelivered_event_is_applied_once() -> None:
     assert doc is not None
 
     assert timers.apply(doc, began) == doc
+
+
+def _registered(schedules: list[str], version: int = 1, minute: int = 0) -> ev.LifecycleEvent:
+    kind = ev.WorkflowRegistered if version == 1 else ev.WorkflowVersionDeployed
+    return kind(
+        event_id=str(uuid.uuid4()),
+        account_id="acc",
+        workflow_name="nightly",
+        version=version,
+        occurred_at=datetime(2026, 3, 1, 2, minute, 30, tzinfo=UTC),
+        command_id=str(uuid.uuid4()),
+        workflow_id=str(uuid.uuid4()),
+        version_id=str(uuid.uuid4()),
+        schedules=schedules,
+    )
+
+
+def _ms(hour: int, minute: int) -> int:
+    return epoch_ms(datetime(2026, 3, 1, hour, minute, tzinfo=UTC))
+
+
+def test_a_schedule_creates_one_cron_instance_per_tick_with_ids_of_the_tick() -> None:
+    doc = timers.apply(None, _registered(["*/5 * * * *"]))
+    assert doc is not None and due_ms(doc) == _ms(2, 5)
+
+    [(kind, command)] = due_commands(doc, _ms(2, 5))
+    assert kind == "cron" and command["type"] == "CreateInstance"
+    assert command["trigger_source"] == "cron" and command["instance_id"].startswith("cron-")
+    assert command["schedule"] == {"cron": "*/5 * * * *", "scheduled_time": _ms(2, 5)}
+    assert due_commands(doc, _ms(2, 5)) == [(kind, command)]  # the same ids every time
+
+    rearmed = mark_fired(doc, _ms(2, 5))
+    assert due_ms(rearmed) == _ms(2, 10)
+    [(_, next_one)] = due_commands(rearmed, _ms(2, 10))
+    assert next_one["instance_id"] != command["instance_id"]
+
+
+def test_ticks_missed_while_no_scheduler_ran_create_one_instance_for_the_latest() -> None:
+    doc = timers.apply(None, _registered(["*/5 * * * *"]))
+    assert doc is not None
+
+    late = _ms(3, 2)  # the ticks of 2:05 ... 3:00 were missed
+    [(_, command)] = due_commands(doc, late)
+    assert command["schedule"]["scheduled_time"] == _ms(3, 0)
+    assert due_ms(mark_fired(doc, late)) == _ms(3, 5)
+
+
+def test_redeploying_keeps_a_kept_schedules_tick_and_dropping_it_removes_the_timer() -> None:
+    doc = timers.apply(None, _registered(["0 * * * *"]))
+    kept = timers.apply(doc, _registered(["0 * * * *", "30 * * * *"], version=2, minute=10))
+    assert kept is not None and due_ms(kept) == _ms(2, 30)
+    assert kept["timers"]["cron 0 * * * *"] == (doc or {})["timers"]["cron 0 * * * *"]
+
+    assert timers.apply(kept, _registered([], version=3)) is None

@@ -204,3 +204,19 @@ async def test_an_instance_past_its_timeout_is_timed_out_once(world: World) -> N
     instance = world.store.app.get_instance(world.account, "wf", "i")
     assert instance.status == "errored" and instance.run.error is not None
     assert await world.fire_at(T0 + timedelta(days=1)) == []  # the run's end cancelled it
+
+
+async def test_a_cron_schedule_creates_its_instance_once_per_tick(world: World) -> None:
+    await world.do(world.command(c.RegisterWorkflow, schedules=["*/10 * * * *"]), at=T0)
+    tick = T0.replace(minute=10, second=0)  # T0 is 07:08:09
+
+    assert await world.fire_at(tick - timedelta(seconds=1)) == []
+    [create] = await world.fire_at(tick)
+    assert isinstance(create, c.CreateInstance) and create.trigger_source == "cron"
+    await world.do(create, at=tick)
+    [created] = world.store.app.handle([create], tick)  # fired again: the same command
+    assert created.outcome == "duplicate"
+    assert await world.fire_at(tick + timedelta(minutes=9)) == []
+
+    await world.do(world.command(c.RegisterWorkflow), at=tick)  # without schedules: removed
+    assert await world.fire_at(tick + timedelta(days=1)) == []

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from contracts.keys import instance_key
+from contracts.keys import instance_key, workflow_key
 from services.bootstrap import Service, start_service
 from services.roles.scheduler import SchedulerRole
 from tests.fixtures.deadline import DEADLINE_S
@@ -143,3 +143,27 @@ async def test_attempts_and_instances_that_outlive_their_timeouts_fail(
     await engine.running("late", timeout=1_000)
     failed = await engine.event("late", "RunFailed")
     assert failed["timed_out"] is True
+
+
+async def test_a_workflow_on_a_schedule_gets_a_cron_instance_and_loses_it_when_removed(
+    timed: tuple[Service, KafkaClient],
+) -> None:
+    service, client = timed
+    engine = Engine(client)
+    await engine.do("RegisterWorkflow", schedules=["* * * * *"])
+
+    def cron_created(message: Any) -> bool:
+        event = message.json()
+        return event.get("account_id") == engine.account and event["type"] == "InstanceCreated"
+
+    # The next minute's tick: within about a minute (the deadline allows for a loaded machine).
+    [created] = await client.wait_for(client.settings.topics.events, cron_created)
+    assert created.json()["trigger_source"] == "cron"
+
+    await engine.do("RegisterWorkflow")  # no schedules: they are removed
+    role = service.roles["scheduler"]
+    assert isinstance(role, SchedulerRole)
+    key = workflow_key(engine.account, "wf")
+    await until(
+        lambda: role.scheduler.table.get(key) is None, "the schedule was never removed", DEADLINE_S
+    )
