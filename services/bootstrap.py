@@ -138,13 +138,20 @@ class Service:
             kafka_ok = kafka_ok and self.gateway.healthy
         stuck = [f.name for f in self.followers if f.stuck_for() > self.settings.stuck_after_s]
         store_ok = self.store_health.reachable
-        return {
+        report = {
             "ready": kafka_ok and store_ok and not stuck,
             "kafka": "ok" if kafka_ok else "down",
             "store": "ok" if store_ok else "down",
             "stuck_followers": stuck,
             **self.store_health.lags,
         }
+        scheduler = self.roles.get("scheduler")
+        if isinstance(scheduler, SchedulerRole):
+            report["scheduler"] = {
+                "timers_pending": scheduler.scheduler.pending,
+                "lag_seconds": scheduler.scheduler.lag_ms() / 1000,
+            }
+        return report
 
     async def stop(self) -> None:
         """Drains: every loop sees the signal and finishes its batch, the consumer commits,
