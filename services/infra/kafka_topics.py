@@ -49,6 +49,20 @@ async def ensure_topics(
         await admin.close()
 
 
+async def _create_topics(admin: AIOKafkaAdminClient, new: list[NewTopic], deadline: float) -> Any:
+    """create_topics, once the cluster's metadata names a controller: right after a broker
+    starts it may not, and aiokafka then fails with AttributeError instead of a Kafka error."""
+    while True:
+        try:
+            return await admin.create_topics(new)
+        except AttributeError as error:
+            if time.monotonic() > deadline:
+                raise KafkaTopicsError(
+                    f"the cluster named no controller in time ({error})"
+                ) from None
+            await asyncio.sleep(0.2)
+
+
 async def declare_topics(
     admin: AIOKafkaAdminClient,
     topics: dict[str, int],
@@ -59,17 +73,16 @@ async def declare_topics(
     """Create ``topics`` through ``admin`` unless they exist; wait at most ``timeout`` seconds
     until each has its declared partitions, every one with a leader."""
     configs = configs or {}  # the local broker's readiness probe declares none
-    response = await admin.create_topics(
-        [
-            NewTopic(name, partitions, 1, topic_configs=dict(configs.get(name, {})))
-            for name, partitions in topics.items()
-        ]
-    )
+    deadline = time.monotonic() + timeout
+    new = [
+        NewTopic(name, partitions, 1, topic_configs=dict(configs.get(name, {})))
+        for name, partitions in topics.items()
+    ]
+    response = await _create_topics(admin, new, deadline)
     for name, code, *message in response.topic_errors:
         error = for_code(code)
         if code and error is not TopicAlreadyExistsError:
             raise error(f"creating topic {name}: {message[0] if message else ''}")
-    deadline = time.monotonic() + timeout
     while True:
         # Metadata for all topics: naming them would let the broker auto-create a missing one.
         described = {t["topic"]: t for t in await admin.describe_topics()}

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from services.infra.kafka_topics import KafkaTopicsError, ensure_topics
+from services.infra.kafka_topics import KafkaTopicsError, declare_topics, ensure_topics
 
 
 def _topic(purpose: str) -> str:
@@ -75,3 +76,33 @@ async def test_ensure_topics_sets_declared_configs_on_an_existing_topic_and_keep
     await ensure_topics(kafka_bootstrap, {topic: 1}, {topic: {"max.message.bytes": "1114112"}})
     overrides = await _topic_overrides(kafka_bootstrap, topic)
     assert overrides == {"retention.ms": "3600000", "max.message.bytes": "1114112"}
+
+
+class _JustStartedCluster:
+    """An admin client of a broker that has just started: its metadata names no controller
+    for the first tries, which aiokafka reports as an AttributeError."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+
+    async def create_topics(self, new: list[Any]) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise AttributeError("'NoneType' object has no attribute 'nodeId'")
+        return type("Response", (), {"topic_errors": [(t.name, 0, None) for t in new]})()
+
+    async def describe_topics(self) -> list[dict[str, Any]]:
+        return [{"topic": "t", "partitions": [{"leader": 1}]}]
+
+
+async def test_topics_are_declared_once_a_just_started_broker_names_its_controller() -> None:
+    admin = _JustStartedCluster(failures=2)
+
+    await declare_topics(admin, {"t": 1}, timeout=5.0)  # type: ignore[arg-type]
+
+    assert admin.failures == 0
+
+
+async def test_a_cluster_that_never_names_a_controller_is_a_clear_error() -> None:
+    with pytest.raises(KafkaTopicsError, match="no controller"):
+        await declare_topics(_JustStartedCluster(failures=10**6), {"t": 1}, timeout=0.3)  # type: ignore[arg-type]
