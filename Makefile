@@ -19,8 +19,11 @@ $(STAMP): pyproject.toml
 kafka-jars: install
 	$(BIN)/python -c "from services.dev_provisioning.kafka import ensure_kafka_jars as e; print('kafka jars:', e())"
 
+# The service and, beside it, a worker running the example workflow (README "Workers"); one
+# Ctrl-C stops both. `make run WORKER=` runs the service alone.
+WORKER ?= examples.checkout:Checkout --workflow checkout --account dev
 run: install kafka-jars
-	$(BIN)/flowledger serve
+	$(BIN)/python -m services.dev_provisioning.run_local $(WORKER)
 
 test: install kafka-jars
 	$(BIN)/python -m pytest -q
@@ -47,8 +50,8 @@ soak: install kafka-jars $(BENCH_STAMP)
 	$(BIN)/python -m bench.soak
 
 lint: install
-	$(BIN)/ruff check services contracts projections tests
-	$(BIN)/mypy services contracts projections
+	$(BIN)/ruff check services contracts projections tests flowledger examples
+	$(BIN)/mypy services contracts projections flowledger
 
 schemas: install
 	$(BIN)/flowledger schemas

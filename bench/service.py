@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +113,8 @@ async def start(deployment: Deployment, store: str, bootstrap: str, run_dir: Pat
         "FLOWLEDGER_STORE": store,
         "FLOWLEDGER_TOPIC_PREFIX": deployment.prefix,
         "FLOWLEDGER_API_TOKENS": f"{TOKEN}=*",
+        # Tokens set make it a deployment, which needs its sdk-token secret.
+        "FLOWLEDGER_SDK_TOKEN_SECRET": uuid.uuid4().hex * 2,
         "FLOWLEDGER_HTTP_PORT": str(deployment.port),
         "FLOWLEDGER_HTTP_HOST": "127.0.0.1",
         "FLOWLEDGER_STATE_DIR": str(run_dir / "state"),

@@ -10,12 +10,13 @@ sampled after the warm-up, after every wave, then while it idles, and the table,
 commands) and the JSON results file `bench/results/soak-<UTC timestamp>.json` (git-ignored,
 like the bench's) say whether memory stays flat.
 
-The mix, per wave: CreateInstance for fresh instances (half with a chosen instance_id, half with
-a minted one, keyed by command_id), and, for every SOAK_RUN_EVERY-th instance created, one
-command per wave of its run over the 8 waves that follow its creation: StartRun, BeginStep,
-BeginAttempt, EndAttempt, ChangeStatus pause, ChangeStatus resume, EndStep, CompleteRun. In
-steady state a wave is 1/3 creates and 2/3 progress on existing instances (SOAK_RUN_EVERY=4).
-Every command has its own command_id and the Kafka key `services.publishing.command_key` gives.
+The mix, per wave: CreateInstance for fresh instances (three in four with a chosen instance_id,
+one in four with a minted one, keyed by its command_id), and, for every SOAK_RUN_EVERY-th
+instance created, one command per wave of its run over the 8 waves that follow its creation:
+StartRun, BeginStep, BeginAttempt, EndAttempt, ChangeStatus pause, ChangeStatus resume, EndStep,
+CompleteRun. In steady state a wave is 1/3 creates and 2/3 progress on existing instances
+(SOAK_RUN_EVERY=4). Every command has its own command_id and the Kafka key
+`services.publishing.command_key` gives it.
 
 Environment:
 
@@ -145,7 +146,7 @@ def say(message: str) -> None:
 # --- the commands ------------------------------------------------------------------------
 
 
-def _command(body: dict[str, Any]) -> Command:
+def _command(body: dict[str, Any], counts: dict[str, int]) -> Command:
     body = {
         "command_id": str(uuid.uuid4()),
         "account_id": ACCOUNT,
@@ -153,6 +154,7 @@ def _command(body: dict[str, Any]) -> Command:
         **body,
     }
     instance_id = str(body.get("instance_id") or minted_instance_id(body["command_id"]))
+    counts[body["type"]] = counts.get(body["type"], 0) + 1
     return Command(
         body["command_id"], instance_id, command_key(body).encode(), msgspec.json.encode(body)
     )
@@ -175,7 +177,7 @@ class Mix:
                 break
             instance_id, step = self.running.popleft()
             body = {**RUN_SCRIPT[step], "instance_id": instance_id}
-            commands.append(_command(body))
+            commands.append(_command(body, self.counts))
             if step + 1 < len(RUN_SCRIPT):
                 self.running.append((instance_id, step + 1))
         fresh: list[tuple[str, int]] = []
@@ -184,16 +186,13 @@ class Mix:
             self.created += 1
             runs = n % self.plan.run_every == 0
             body: dict[str, Any] = {"type": "CreateInstance", "params": {"order": n, "amount": 42}}
-            if runs or n % 2:  # a run needs the id up front; half the others get a minted one
+            if runs or n % 2:  # a run needs its id up front; one in 4 creates gets a minted one
                 body["instance_id"] = f"soak-{self.tag}-{n}"
-            command = _command(body)
+            command = _command(body, self.counts)
             commands.append(command)
             if runs:
                 fresh.append((command.instance_id, 0))
         self.running.extend(fresh)  # they start with the next wave, once created
-        for command in commands:
-            kind = msgspec.json.decode(command.value)["type"]
-            self.counts[kind] = self.counts.get(kind, 0) + 1
         return commands
 
 

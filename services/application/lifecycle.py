@@ -39,7 +39,14 @@ class LifecycleTranslator:
     restart the translator may start past an aggregate's creation).
     """
 
-    def __init__(self, load_first: Callable[[uuid.UUID], Any], cache_size: int = 100_000) -> None:
+    # Identities kept per translator (one per follower). At 100,000 the soak (bench/README.md,
+    # "Soak") grew each follower by ~54 MiB before it levelled off; a miss costs one read of
+    # the aggregate's first event, and followers read moments behind the writer.
+    DEFAULT_CACHE_SIZE = 10_000
+
+    def __init__(
+        self, load_first: Callable[[uuid.UUID], Any], cache_size: int = DEFAULT_CACHE_SIZE
+    ) -> None:
         self._load_first = load_first
         self._identities: OrderedDict[uuid.UUID, dict[str, Any]] = OrderedDict()
         self._cache_size = cache_size
