@@ -11,6 +11,7 @@ COPY pyproject.toml README.md ./
 COPY contracts contracts
 COPY projections projections
 COPY services services
+COPY flowledger flowledger
 # Not root at run time; .flowledger (FLOWLEDGER_STATE_DIR) is the one place it may write.
 RUN pip install . \
     && useradd --system --uid 10001 flowledger \

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install kafka-jars run test repeat lint schemas clean bench soak
+.PHONY: install kafka-jars browser run test repeat lint schemas clean bench soak
 
 install: $(STAMP)
 
@@ -19,13 +19,19 @@ $(STAMP): pyproject.toml
 kafka-jars: install
 	$(BIN)/python -c "from services.dev_provisioning.kafka import ensure_kafka_jars as e; print('kafka jars:', e())"
 
+# Chromium and chromedriver for the console's browser tests: Debian's packages, installed when
+# missing (needs root or passwordless sudo). Without them the browser tests skip, or fail under
+# FLOWLEDGER_REQUIRE_BACKENDS=1, where this step fails too.
+browser: install
+	$(BIN)/python -m services.dev_provisioning.browser
+
 # The service and, beside it, a worker running the example workflow (README "Workers"); one
 # Ctrl-C stops both. `make run WORKER=` runs the service alone.
 WORKER ?= examples.checkout:Checkout --workflow checkout --account dev
 run: install kafka-jars
 	$(BIN)/python -m services.dev_provisioning.run_local $(WORKER)
 
-test: install kafka-jars
+test: install kafka-jars browser
 	$(BIN)/python -m pytest -q
 
 # The end-to-end tests REPEAT times in a row (default 10); each failure with its test id.

@@ -1,4 +1,5 @@
-"""The `flowledger` command: serve, kafka, publish, projections rebuild, schemas."""
+"""The `flowledger` command: serve, kafka, publish, projections rebuild, schemas, worker; and
+the operator's workflows, instances and events commands (services/cli_operator.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import uuid
 from pathlib import Path
 
+from services import cli_operator
 from services.settings import Settings
 
 
@@ -29,6 +31,12 @@ def main(argv: list[str] | None = None) -> int:
 
     publish = sub.add_parser("publish", help="publish JSON commands (one per line on stdin)")
     publish.add_argument("--example", action="store_true", help="print example commands instead")
+    publish.add_argument(
+        "--no-wait", action="store_true", help="publish without waiting for the replies"
+    )
+    publish.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for each reply (30)"
+    )
 
     projections = sub.add_parser("projections", help="read-model maintenance")
     projections.add_argument("action", choices=["rebuild"])
@@ -36,6 +44,21 @@ def main(argv: list[str] | None = None) -> int:
 
     schemas = sub.add_parser("schemas", help="regenerate schemas/ from the contracts")
     schemas.add_argument("--out", default="schemas")
+
+    worker = sub.add_parser("worker", help="run a workflow's Python code (README 'Workers')")
+    worker.add_argument("target", metavar="MODULE:CLASS", help="a WorkflowEntrypoint subclass")
+    worker.add_argument("--workflow", required=True, help="the workflow name it runs")
+    worker.add_argument(
+        "--account",
+        action="append",
+        default=[],
+        help="register the workflow in this account and run its instances there (repeatable; "
+        "none: run the workflow's instances in every account, registering nothing)",
+    )
+    worker.add_argument("--concurrency", type=int, default=16, help="instances run at once")
+    worker.add_argument("--metrics-port", type=int, default=None, help="serve /metrics here")
+
+    cli_operator.add_parsers(sub)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -50,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "projections":
             return _rebuild(settings, args.name)
         if args.command == "publish":
-            return _example() if args.example else _publish(settings)
+            return _example() if args.example else _publish(settings, args)
+        if args.command in cli_operator.OPERATOR_COMMANDS:
+            return _operate(settings, args)
+        if args.command == "worker":
+            return _worker(settings, args)
         if args.command == "schemas":
             from services.schema_export import write_schemas
 
@@ -69,6 +96,50 @@ def _serve(settings: Settings, role: str) -> int:
     roles = ROLES if role == "all" else (role,)
     asyncio.run(serve(settings, roles))
     return 0
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from flowledger.worker import EntrypointError, load_entrypoint
+    from services.worker.process import run_worker
+
+    try:
+        load_entrypoint(args.target)  # before anything connects: a typo fails at once
+    except EntrypointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.concurrency < 1:
+        print("error: --concurrency must be 1 or more", file=sys.stderr)
+        return 2
+    bootstrap = _bootstrap(settings)
+    if bootstrap is None:
+        return 1
+    asyncio.run(
+        run_worker(
+            settings,
+            bootstrap,
+            args.target,
+            args.workflow,
+            args.account,
+            args.concurrency,
+            args.metrics_port,
+        )
+    )
+    return 0
+
+
+def _bootstrap(settings: Settings) -> str | None:
+    """FLOWLEDGER_KAFKA_BOOTSTRAP, else the local broker `make run` started."""
+    from services.dev_provisioning.kafka import broker_status
+
+    bootstrap = settings.kafka_bootstrap or getattr(
+        broker_status(settings.state_dir / "kafka"), "bootstrap", None
+    )
+    if bootstrap is None:
+        print(
+            "error: no broker: set FLOWLEDGER_KAFKA_BOOTSTRAP or run `make run` first",
+            file=sys.stderr,
+        )
+    return bootstrap
 
 
 def _rebuild(settings: Settings, name: str | None) -> int:
@@ -146,23 +217,50 @@ def _example() -> int:
     return 0
 
 
-def _publish(settings: Settings) -> int:
-    from services.dev_provisioning.kafka import broker_status
-    from services.publishing import publish_lines
+def _publish(settings: Settings, args: argparse.Namespace) -> int:
+    from services.publishing import publish_and_wait, publish_lines
 
-    bootstrap = settings.kafka_bootstrap or getattr(
-        broker_status(settings.state_dir / "kafka"), "bootstrap", None
-    )
+    bootstrap = _bootstrap(settings)
     if bootstrap is None:
-        print(
-            "error: no broker: set FLOWLEDGER_KAFKA_BOOTSTRAP or run `make run` first",
-            file=sys.stderr,
-        )
         return 1
-    sent = asyncio.run(publish_lines(bootstrap, settings.topics.commands, sys.stdin.read()))
-    for key in sent:
-        print(f"published key={key}")
-    return 0
+    text = sys.stdin.read()
+    if args.no_wait:
+        sent = asyncio.run(publish_lines(bootstrap, settings.topics.commands, text))
+        for key in sent:
+            print(f"published key={key}")
+        return 0
+    from aiokafka.errors import KafkaError
+
+    from flowledger.client import TopicMissing
+
+    try:
+        all_taken = asyncio.run(
+            publish_and_wait(
+                bootstrap,
+                settings.topic_prefix,
+                text,
+                args.timeout,
+                emit=lambda line: print(line, flush=True),
+                complain=lambda problem: print(f"error: {problem}", file=sys.stderr, flush=True),
+            )
+        )
+    except (TopicMissing, KafkaError) as error:
+        print(f"error: Kafka: {error}", file=sys.stderr)
+        return 1
+    return 0 if all_taken else 1
+
+
+def _operate(settings: Settings, args: argparse.Namespace) -> int:
+    from flowledger.client import FlowledgerClient
+
+    def events_source() -> FlowledgerClient | None:
+        bootstrap = _bootstrap(settings)
+        if bootstrap is None:
+            return None
+        return FlowledgerClient(bootstrap, topic_prefix=settings.topic_prefix)
+
+    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::") else settings.http_host
+    return cli_operator.run(args, f"http://{host}:{settings.http_port}", events_source)
 
 
 if __name__ == "__main__":

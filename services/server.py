@@ -148,6 +148,7 @@ def _banner(
     if "api" in roles:
         url = f"http://{settings.http_host}:{settings.http_port}"
         lines += [f"  http:       {url}  (health: {url}/healthz)"]
+        lines += [f"  console:    {url}/console  (sign in with the token)"]
         if dev_token is not None:
             lines += [f"  token:      {dev_token}  (dev token, every account)"]
         else:
@@ -159,7 +160,8 @@ def _banner(
     elif settings.ops_port is not None:
         lines += [f"  ops:        http://{settings.http_host}:{settings.ops_port}/metrics"]
     lines += [
-        "  try:        .venv/bin/flowledger publish --example | .venv/bin/flowledger publish",
+        "  try:        .venv/bin/flowledger instances create checkout --id order-1 "
+        "(README, Quick start)",
         "Press Ctrl-C to stop.",
     ]
     if settings.log_format == "json":

@@ -13,6 +13,7 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.service",
     "tests.fixtures.live_server",
+    "tests.fixtures.browser",
 ]
 
 

@@ -56,6 +56,12 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     ),
     "services.roles": ("services.api", "services.dev_provisioning", *ENTRY_POINTS),
     "services.api": ("services.dev_provisioning", *ENTRY_POINTS),
+    # The web console: part of the api layer (mounted by it), never importing a role.
+    "services.console": ("services.roles", "services.dev_provisioning", *ENTRY_POINTS),
+    # The worker's adapters: beside the roles, driving the public package's engine.
+    "services.worker": ("services.api", "services.dev_provisioning", *ENTRY_POINTS),
+    # The public SDK: the wire contract only, never the service.
+    "flowledger": ("services", "projections"),
 }
 # The one sideways arrow allowed: the api role is a role, and says so through the protocol.
 ALLOWED = {("services.api", "services.roles.role")}
@@ -66,7 +72,7 @@ STORE_INTERNALS_ALLOWED = ("services/application/", "services/store/")
 
 
 def _modules() -> Iterator[tuple[str, Path]]:
-    for package in ("contracts", "projections", "services"):
+    for package in ("contracts", "projections", "services", "flowledger"):
         for path in sorted((ROOT / package).rglob("*.py")):
             relative = path.relative_to(ROOT).with_suffix("")
             yield ".".join(relative.parts).removesuffix(".__init__"), path

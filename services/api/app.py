@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.api import (
     cloudflare_routes,
+    history_routes,
     onfido_routes,
     ops_routes,
     run_routes,
@@ -24,6 +25,8 @@ from services.api.body_guard import BodyGuard
 from services.api.envelope import http_error, still_pending, validation_error
 from services.api.gateway import CommandGateway
 from services.api.writes import StillPending
+from services.application.history import InstanceHistory
+from services.console.app import create_console
 from services.store.document_view import DocumentView
 
 
@@ -44,6 +47,7 @@ def create_api(
     tokens: dict[str, frozenset[str]],
     views: dict[str, DocumentView],
     gateway: CommandGateway | None = None,
+    history: InstanceHistory | None = None,
     base_url: str = "http://127.0.0.1:8787",
     sdk_secret: str = "",
     sdk_token_ttl_s: float = sdk_tokens.DEFAULT_TTL_S,
@@ -54,6 +58,7 @@ def create_api(
     api.state.api_tokens = ApiTokens(tokens)
     api.state.views = views
     api.state.gateway = gateway
+    api.state.history = history  # instances' histories (None: history and as_of answer 503)
     api.state.base_url = base_url
     # Unset, a random secret: sdk_tokens then work only on this process, until it restarts
     # (a deployment sets one; services.settings refuses to start it without).
@@ -65,9 +70,11 @@ def create_api(
     api.add_exception_handler(StillPending, still_pending)
     api.include_router(workflow_routes.router)
     api.include_router(cloudflare_routes.router)
+    api.include_router(history_routes.router)
     api.include_router(onfido_routes.router)
     api.include_router(run_routes.router)
     api.include_router(ops_routes.router)  # /metrics, unauthenticated like the probes
+    api.mount("/console", create_console(api))  # the web console (services/console)
 
     @api.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -51,6 +51,7 @@ from services.api.deps import (
 )
 from services.api.envelope import ok
 from services.api.gateway import new_command_id
+from services.api.history_routes import AS_OF_DESCRIPTION, document_as_of
 from services.api.paging import decode_cursor, encode_cursor
 from services.api.rendering import answer
 from services.api.writes import submit
@@ -212,9 +213,13 @@ async def get_instance(
     instances: CloudflareView,
     order: Literal["asc", "desc"] = "asc",
     simple: bool = False,
+    as_of: Annotated[str | None, Query(max_length=64, description=AS_OF_DESCRIPTION)] = None,
 ) -> Response:
     _visible(caller, account_id)
-    doc = await _document(instances, account_id, workflow_name, instance_id)
+    if as_of is None:
+        doc = await _document(instances, account_id, workflow_name, instance_id)
+    else:
+        doc = await document_as_of(request, account_id, workflow_name, instance_id, as_of)
     response = cf.get_response(doc)
     if simple:
         response["steps"] = []

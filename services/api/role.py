@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from services.api.app import create_api
 from services.api.gateway import CommandGateway
+from services.application.history import InstanceHistory
 from services.application.notification_log import NotificationLog
 from services.roles.role import RoleContext, within_drain_time
 
@@ -28,6 +29,7 @@ class ApiRole:
             tokens=settings.tokens(),
             views=views,
             gateway=self.gateway,
+            history=InstanceHistory(context.app),
             base_url=settings.base_url,
             sdk_secret=settings.sdk_token_secret,
             sdk_token_ttl_s=settings.sdk_token_ttl_s,

@@ -232,7 +232,9 @@ def _server_properties(state_dir: Path, port: int, cport: int) -> str:
 
 def _run_java(java: str, libs: Path, *args: str) -> list[str]:
     return [
-        java, "-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+        # 1 GiB: a whole `make test` (or `make repeat`) declares thousands of test topics on
+        # one broker; at 512 MiB a long session's broker died of OutOfMemoryError.
+        java, "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
         "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={_LOG4J2}", "-cp", f"{libs}/*", *args,
     ]  # fmt: skip

@@ -53,6 +53,11 @@ class Step:
     output: Any = None
     timed_out_attempt: int | None = None  # the last attempt the scheduler timed out
     error: dict[str, str] | None = None  # why it failed, once ended unsuccessfully
+    # The last attempt's end, for an engine that takes over between EndAttempt and EndStep.
+    last_success: bool | None = None
+    last_output: Any = None
+    last_error: dict[str, str] | None = None
+    retry_due: bool = False  # the last attempt failed and a retry follows its back-off
     ended_at: datetime | None = None  # when it ended (a wait: when its event was delivered)
 
 
@@ -224,6 +229,7 @@ class WorkflowInstance(Aggregate):
         step.attempts = attempt
         step.attempt_in_flight = True
         step.backing_off = False
+        step.retry_due = False
 
     def end_attempt(
         self,
@@ -309,6 +315,8 @@ class WorkflowInstance(Aggregate):
     ) -> None:
         step = self.run.steps[-1]
         step.attempt_in_flight = False
+        step.last_success, step.last_output, step.last_error = success, output, error
+        step.retry_due = retry_delay_ms is not None
         if error is not None and error.get("name") == ATTEMPT_TIMEOUT_ERROR:
             step.timed_out_attempt = attempt
         if retry_delay_ms is not None:

@@ -153,6 +153,18 @@ class DocumentView(TrackingRecorder, Generic[CursorT]):
             cursor.execute(f"SELECT COUNT(*) AS n FROM {self.table} WHERE {where}", params)
             return int(cursor.fetchone()["n"])
 
+    def status_counts(self, query: Query) -> dict[tuple[str, str], int]:
+        """How many documents match, per (workflow_name, status), ignoring the page: one
+        query for the counts of every workflow of an account (the console's overview)."""
+        where, params = self._where(msgspec.structs.replace(query, after=None))
+        sql = (
+            f"SELECT workflow_name, status, COUNT(*) AS n FROM {self.table} WHERE {where} "
+            "GROUP BY workflow_name, status"
+        )
+        with self.transaction(commit=False) as cursor:
+            cursor.execute(sql, params)
+            return {(r["workflow_name"], r["status"]): int(r["n"]) for r in cursor.fetchall()}
+
     def _where(self, query: Query) -> tuple[str, list[Any]]:
         ph = self.ph
         clauses, params = [f"account_id = {ph}"], [query.account_id]

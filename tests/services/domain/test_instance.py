@@ -17,6 +17,7 @@ from services.domain.errors import (
 )
 from services.domain.instance import DEFAULT_STEP_CONFIG, DEFAULT_WAIT_TIMEOUT, WorkflowInstance
 from tests.services.domain.instance_factory import (
+    AT,
     BUILDERS,
     NON_TERMINAL_BUILDERS,
     TERMINAL_BUILDERS,
@@ -811,3 +812,30 @@ def test_resume_of_a_paused_wait_without_a_matching_event_keeps_waiting() -> Non
     assert i.status == st.WAITING
     assert event_names(i)[-1] == "InstanceResumed"
     assert i.event_buffer == {"other": [1]}
+
+
+def test_a_non_retryable_failure_backs_off_never_and_is_remembered_for_the_engine() -> None:
+    i = attempt_in_flight()
+    error = {"name": "NonRetryableError", "message": "declined"}
+    i.end_attempt(
+        name="s", success=False, output=None, error=error, command_id="c1", at=AT, retryable=False
+    )
+    assert last_event(i).retry_delay_ms is None and i.status == st.RUNNING
+    step = i.run.steps[-1]
+    assert (step.last_success, step.last_error, step.retry_due) == (False, error, False)
+    end_step(i, "s", success=False, error=error)
+    assert (step.ended, step.error, step.ended_at) == (True, error, AT)
+
+
+def test_the_last_attempt_and_a_pending_retry_are_kept_on_the_step() -> None:
+    i = attempt_in_flight()
+    end_attempt(i, "s", success=False, error={"name": "E", "message": "no"})
+    assert i.run.steps[-1].retry_due
+    end_sleep(i)
+    assert i.run.steps[-1].retry_due  # due: the back-off ended, the retry has not begun
+    begin_attempt(i, "s")
+    assert not i.run.steps[-1].retry_due
+    end_attempt(i, "s", output={"v": 2})
+    step = i.run.steps[-1]
+    assert (step.last_success, step.last_output, step.ended) == (True, {"v": 2}, False)
+    assert i.created_at == AT

@@ -61,6 +61,11 @@ def test_documents_are_found_by_filters_in_pages_with_positions(view: DocumentVi
     assert keys(equals={"kind": "k3"}) == ["c"]  # a document holding NUL is found as any other
     assert keys(created_from="2026-01-02", created_before="2026-01-03") == ["b"]
     assert view.count(Query(account_id="acc", statuses=("running",), limit=1)) == 2
+    assert view.status_counts(Query(account_id="acc", limit=1)) == {
+        ("wf", "queued"): 1,
+        ("wf", "running"): 2,
+    }
+    assert view.status_counts(Query(account_id="other")) == {}
     assert keys(account_id="other") == []
 
     with pytest.raises(ViewMoved):

@@ -1,0 +1,1 @@
+"""Example workflows for `flowledger worker` (README "Workers")."""
