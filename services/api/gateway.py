@@ -23,14 +23,14 @@ import uuid
 from collections.abc import Callable
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from contracts.commands import AnyCommand
 from contracts.keys import kafka_key
 from contracts.limits import MAX_COMMAND_BYTES
 from contracts.replies import Reply
-from services.infra.backoff import Backoff
+from services.infra.replies import ReplyListener
 
 log = logging.getLogger(__name__)
 
@@ -73,45 +73,25 @@ class CommandGateway:
         self.timeout_s = timeout_s
         self._broker_reachable = broker_reachable
         self.healthy = True  # the last publish was acknowledged
-        self._waiting: dict[str, asyncio.Future[Reply]] = {}
+        self._replies = ReplyListener(bootstrap, replies_topic, "api")
         self._producer: AIOKafkaProducer | None = None
-        self._consumer: AIOKafkaConsumer | None = None
-        self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self._bootstrap, enable_idempotence=True
         )
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, enable_auto_commit=False
-        )
         await self._producer.start()
-        await self._consumer.start()
-        # The producer fetches the topic's metadata; a consumer with no subscription would not.
-        partitions = await self._producer.partitions_for(self._replies_topic)
-        assigned = [TopicPartition(self._replies_topic, p) for p in sorted(partitions)]
-        self._consumer.assign(assigned)
-        # Resolve the end offsets now: a reply to a command published after start() lies past them.
-        await self._consumer.seek_to_end(*assigned)
-        for tp in assigned:
-            await self._consumer.position(tp)
-        self._reader = asyncio.create_task(
-            self._read_replies(self._consumer), name="gateway-replies"
-        )
+        await self._replies.start()
 
     async def stop(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-        for client in (self._producer, self._consumer):
-            if client is not None:
-                await client.stop()
+        await self._replies.stop()
+        if self._producer is not None:
+            await self._producer.stop()
 
     async def submit(self, command: AnyCommand) -> Reply | None:
         """Publishes `command` and returns its reply once the views show it; None when that
         did not happen within the timeout."""
-        if self._reader is None:
+        if not self._replies.started:
             raise RuntimeError("the gateway is not started")
         if not self._broker_reachable():
             raise BrokerUnavailable("the Kafka broker is unreachable; try again shortly")
@@ -122,8 +102,7 @@ class CommandGateway:
                 f"the command is {len(key) + len(value)} bytes as JSON; the limit is "
                 f"{MAX_COMMAND_BYTES} ({MAX_COMMAND_BYTES // 1024} KiB)"
             )
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self._waiting[command_id] = future
+        future = self._replies.expect(command_id)
         try:
             await self._publish(command_id, key, value)
             async with asyncio.timeout(self.timeout_s):
@@ -138,7 +117,7 @@ class CommandGateway:
             late = future.result() if future.done() and not future.cancelled() else None
             return late if late is not None and late.outcome == "rejected" else None
         finally:
-            self._waiting.pop(command_id, None)
+            self._replies.forget(command_id)
 
     async def _publish(self, command_id: str, key: bytes, value: bytes) -> None:
         try:
@@ -178,24 +157,3 @@ class CommandGateway:
         while any((p or 0) < head for p in await asyncio.to_thread(self._positions)):
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.1)
-
-    async def _read_replies(self, consumer: AIOKafkaConsumer) -> None:
-        decode = msgspec.json.Decoder(Reply).decode
-        backoff = Backoff("api: reading replies", log)
-        while True:
-            try:
-                batches = await consumer.getmany(timeout_ms=500)
-            except Exception as error:  # the broker may blip; the consumer reconnects by itself
-                await asyncio.sleep(backoff.failed(error))
-                continue
-            backoff.succeeded()
-            for records in batches.values():
-                for record in records:
-                    try:
-                        reply = decode(record.value or b"")
-                    except msgspec.DecodeError:
-                        log.warning("undecodable reply at offset %d", record.offset)
-                        continue
-                    future = self._waiting.get(reply.command_id)
-                    if future is not None and not future.done():
-                        future.set_result(reply)
