@@ -10,9 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import secrets
-import signal
 from collections.abc import Generator
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +20,7 @@ import uvicorn
 
 from services.api.ops_routes import create_ops_app
 from services.bootstrap import ROLES, start_service
+from services.infra.shutdown import stop_on_signals
 from services.log_limits import limit_repeats
 from services.settings import Settings, UnsafeSettings
 
@@ -88,18 +87,7 @@ async def serve(settings: Settings, roles: tuple[str, ...] = ROLES) -> None:
         bootstrap, release_kafka = await asyncio.to_thread(
             resolve_bootstrap, settings.state_dir / "kafka"
         )
-    stop = asyncio.Event()
-
-    def on_signal() -> None:
-        if stop.is_set():
-            # An impatient second signal: exit like a crash; redelivery covers what was cut.
-            log.warning("second signal: exiting without draining")
-            os._exit(1)
-        stop.set()
-
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
+    stop = stop_on_signals()
     service = await start_service(settings, bootstrap, roles)
     servers: list[tuple[_QuietServer, asyncio.Task[None]]] = []
     if service.api is not None:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 
 from flowledger.worker import load_entrypoint
 from services.infra.kafka_topics import ensure_topics
+from services.infra.shutdown import stop_on_signals
 from services.settings import Settings
 from services.worker.channel import CommandChannel
 from services.worker.history import StoreHistory
@@ -89,17 +88,7 @@ async def run_worker(
     concurrency: int,
     metrics_port: int | None = None,
 ) -> None:
-    stop = asyncio.Event()
-
-    def on_signal() -> None:
-        if stop.is_set():
-            log.warning("second signal: exiting without draining")
-            os._exit(1)
-        stop.set()
-
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
+    stop = stop_on_signals()
     runtime = await start_worker(settings, bootstrap, target, workflow, accounts, concurrency)
     if metrics_port is not None:
         from prometheus_client import start_http_server
