@@ -25,8 +25,10 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import uvicorn
+from aiokafka.partitioner import DefaultPartitioner
 from cloudflare import Cloudflare
 
+from contracts.keys import instance_key
 from services.bootstrap import Service, start_service
 from services.worker.process import start_worker, stop_worker
 from services.worker.runtime import WorkerRuntime
@@ -295,11 +297,26 @@ async def test_pause_resume_terminate_and_restart_act_on_running_workflows(
         assert worker_flows.RUNS[(paused, part)] == runs_before[(paused, part)] + 1
 
 
+def _spread_over_partitions(d: Deployment, count: int) -> list[str]:
+    """Instance ids whose keys land on every partition of the events topic (as Kafka's default
+    partitioner places them), so that whichever partitions the second worker is given, it
+    has instances to run: six random ids all missed its share about one run in ten."""
+    partitions = list(range(d.service.settings.partitions))
+    chosen: dict[int, list[str]] = {p: [] for p in partitions}
+    while sum(map(len, chosen.values())) < count:
+        instance = f"shared-{uuid.uuid4().hex[:6]}"
+        key = instance_key(d.account, d.workflow, instance).encode()
+        partition = DefaultPartitioner()(key, partitions, partitions)
+        if len(chosen[partition]) < -(-count // len(partitions)):
+            chosen[partition].append(instance)
+    return [i for ids in chosen.values() for i in ids]
+
+
 async def test_two_workers_share_instances_and_never_run_one_at_once(
     scenarios: Deployment, kafka_bootstrap: str
 ) -> None:
     d = scenarios
-    ids = [f"shared-{n}-{uuid.uuid4().hex[:6]}" for n in range(6)]
+    ids = _spread_over_partitions(d, 6)
     for instance in ids:
         await d.create(instance, {"scenario": "long", "count": 6, "seconds": 1})
     await until(lambda: any(t[0] in ids for t in worker_flows.TRACE), "no step ran", DEADLINE_S)
