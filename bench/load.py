@@ -54,22 +54,22 @@ class Command:
     value: bytes
 
 
-def create_command(instance_id: str) -> Command:
+def create_command(instance_id: str, workflow: str = WORKFLOW) -> Command:
     command_id = str(uuid.uuid4())
     body = {
         "type": "CreateInstance",
         "command_id": command_id,
         "account_id": ACCOUNT,
-        "workflow_name": WORKFLOW,
+        "workflow_name": workflow,
         "instance_id": instance_id,
         "params": {"order": instance_id, "amount": 42},
     }
-    key = instance_key(ACCOUNT, WORKFLOW, instance_id).encode()
+    key = instance_key(ACCOUNT, workflow, instance_id).encode()
     return Command(command_id, instance_id, key, msgspec.json.encode(body))
 
 
-def instance_path(instance_id: str) -> str:
-    return f"/client/v4/accounts/{ACCOUNT}/workflows/{WORKFLOW}/instances/{instance_id}"
+def instance_path(instance_id: str, workflow: str = WORKFLOW) -> str:
+    return f"/client/v4/accounts/{ACCOUNT}/workflows/{workflow}/instances/{instance_id}"
 
 
 @dataclass

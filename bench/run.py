@@ -5,7 +5,9 @@ Environment: BENCH_SECONDS (length of each measured phase, default 10), BENCH_RA
 load of the latency phase, default 1000/s), BENCH_STORES (default "sqlite,postgresql"),
 BENCH_TOPOLOGIES (default "all_in_one,two_members"), BENCH_COMMANDS (size of the throughput
 burst; default from the store-only rate), BENCH_PROFILE=1 (py-spy over each store's all-in-one
-throughput run).
+throughput run), BENCH_PHASES (which phases, default "kafka,store_only,commands,workflow"),
+BENCH_WORKERS / BENCH_WORKER_CONCURRENCY (the workflow phase's worker processes, default 1 / 256),
+BENCH_WORKFLOW_RUNS (the workflow burst, default BENCH_SECONDS x 100).
 """
 
 from __future__ import annotations
@@ -28,17 +30,19 @@ from typing import Any
 from aiokafka.errors import KafkaError
 from eventsourcing.persistence import PersistenceError
 
-from bench import baselines, report
+from bench import baselines, report, workflow_phase
 from bench.infra import kafka_broker, postgres_server, store_url
 from bench.load import Probe, probe
 from bench.profile import Profiler, hot_spots
-from bench.service import Deployment, start
+from bench.service import Deployment, cpu_by_member, start, start_workers
 from contracts.topics import Topics
 from services.infra.kafka_topics import ensure_topics
 from services.settings import Settings
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 WARM_UP_COMMANDS = 200
+WARM_UP_RUNS = 20
+PHASES = ("kafka", "store_only", "commands", "workflow")
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,10 @@ class Plan:
     commands: int | None
     profile: bool
     partitions: int
+    phases: tuple[str, ...] = PHASES
+    workers: int = 1
+    worker_concurrency: int = 256
+    workflow_runs: int | None = None
 
     @classmethod
     def from_env(cls) -> Plan:
@@ -66,7 +74,15 @@ class Plan:
             commands=int(env("BENCH_COMMANDS", "0")) or None,
             profile=env("BENCH_PROFILE", "") not in ("", "0"),
             partitions=Settings().partitions,
+            phases=_phases(env("BENCH_PHASES", ",".join(PHASES))),
+            workers=int(env("BENCH_WORKERS", "1")),
+            worker_concurrency=int(env("BENCH_WORKER_CONCURRENCY", "256")),
+            workflow_runs=int(env("BENCH_WORKFLOW_RUNS", "0")) or None,
         )
+
+    @property
+    def workflow_burst(self) -> int:
+        return self.workflow_runs or max(100, int(self.bench_seconds * 100))
 
     def burst_size(self, store_only_per_s: float) -> int:
         """About `bench_seconds` of work if the service ran at half the store-only rate."""
@@ -74,6 +90,14 @@ class Plan:
             return self.commands
         size = int(self.bench_seconds * store_only_per_s / 2 / 100) * 100
         return min(200_000, max(1000, size))
+
+
+def _phases(text: str) -> tuple[str, ...]:
+    chosen = tuple(p.strip() for p in text.split(",") if p.strip())
+    unknown = set(chosen) - set(PHASES)
+    if unknown:
+        raise SystemExit(f"BENCH_PHASES: unknown {sorted(unknown)}; choose from {PHASES}")
+    return chosen
 
 
 def say(message: str) -> None:
@@ -112,11 +136,20 @@ async def run_topology(
         async with probe(bootstrap, deployment) as client:
             await client.wait_started()
             await client.register_and_warm_up(WARM_UP_COMMANDS)
+            measured: dict[str, Any] = {}
+            if "workflow" in plan.phases:  # first: its worker reads the events from the start
+                measured["workflow"] = await run_workflows(plan, client, deployment, run_dir)
+            if "commands" not in plan.phases:
+                return measured
             if profiler is not None and not profiler.start():
                 say("py-spy not found: `pip install -e '.[bench]'`; no profile")
                 profiler = None
             say(f"  throughput: {burst:,} creates at once")
+            cpu_before = cpu_by_member(deployment)
             throughput = await client.throughput(burst, timeout_s=4 * plan.bench_seconds + 60)
+            throughput["cpu_us_per_command"] = cpu_per_command(
+                cpu_before, cpu_by_member(deployment), throughput["replied"]
+            )
             if profiler is not None:
                 profiler.stop()
             say(f"  -> {throughput['e2e_commands_per_s']:,} cmd/s")
@@ -125,34 +158,93 @@ async def run_topology(
             sustained_rate = max(10.0, round(throughput["e2e_commands_per_s"] / 2, -1))
             sustained = await latency_phase(client, plan, sustained_rate, plan.bench_seconds / 2)
             latency = await latency_phase(client, plan, plan.rate, plan.bench_seconds)
-            return {"throughput": throughput, "latency": latency, "sustained": sustained}
+            return {
+                "throughput": throughput,
+                "latency": latency,
+                "sustained": sustained,
+                **measured,
+            }
     finally:
         if profiler is not None:
             profiler.stop()
         deployment.stop()
 
 
+def cpu_per_command(
+    before: dict[str, float], after: dict[str, float], commands: int
+) -> dict[str, float]:
+    """Microseconds of CPU (user + system) each service process spent per command applied
+    during the throughput burst (the bench's HTTP reads of the api included)."""
+    if commands <= 0:
+        return {}
+    return {
+        name: round(1e6 * (after[name] - before.get(name, 0.0)) / commands, 1) for name in after
+    }
+
+
+async def run_workflows(
+    plan: Plan, client: Probe, deployment: Deployment, run_dir: Path
+) -> dict[str, Any]:
+    """The workflow phase (bench/workflow_phase.py), its workers stopped after it."""
+    say(f"  workflow: {plan.workers} worker(s), concurrency {plan.worker_concurrency}")
+    try:
+        await start_workers(
+            deployment,
+            run_dir,
+            workflow=workflow_phase.WORKFLOW,
+            account="bench",
+            count=plan.workers,
+            concurrency=plan.worker_concurrency,
+        )
+        events = workflow_phase.completions(client.bootstrap, deployment.prefix, plan.partitions)
+        async with events as seen:
+            await workflow_phase.warm_up(client, seen, WARM_UP_RUNS, timeout_s=90)
+            burst = plan.workflow_burst
+            say(f"  workflow throughput: {burst:,} one-step runs created at once")
+            runs = await workflow_phase.throughput(
+                client, seen, burst, timeout_s=4 * plan.bench_seconds + 60
+            )
+            say(f"  -> {runs['runs_per_s']:,} runs/s ({runs['commands_per_run']} commands/run)")
+            rate, seconds = workflow_phase.WORKFLOW_RATE, plan.bench_seconds / 2
+            say(f"  workflow latency: {rate:,.0f} runs/s for {seconds:g}s")
+            paced = await workflow_phase.latency(
+                client,
+                seen,
+                rate,
+                seconds,
+                plan.sample_every,
+                plan.poll_ms / 1000,
+                drain_s=max(10.0, seconds),
+            )
+            say(f"  -> create->complete readable p99 {paced['readable_p99_ms']} ms")
+            return {"throughput": runs, "latency": paced}
+    finally:
+        deployment.stop_workers()
+
+
 async def measure(
     plan: Plan, bootstrap: str, pg_admin: str | None, run_dir: Path
 ) -> dict[str, Any]:
     results: dict[str, Any] = {"stores": {}, "profiles": {}, "failures": 0}
-    say("baseline: Kafka round trip")
-    results["kafka_roundtrip"] = await baselines.kafka_roundtrip(
-        bootstrap,
-        plan.partitions,
-        burst=max(10_000, int(plan.bench_seconds * 10_000)),
-        rate=plan.rate,
-        seconds=max(2.0, plan.bench_seconds / 2),
-    )
+    if "kafka" in plan.phases:
+        say("baseline: Kafka round trip")
+        results["kafka_roundtrip"] = await baselines.kafka_roundtrip(
+            bootstrap,
+            plan.partitions,
+            burst=max(10_000, int(plan.bench_seconds * 10_000)),
+            rate=plan.rate,
+            seconds=max(2.0, plan.bench_seconds / 2),
+        )
     for store in plan.stores:
         runs: dict[str, Any] = {}
         results["stores"][store] = runs
-        with store_url(store, run_dir, pg_admin, "storeonly") as url:
-            say(f"{store}: baseline: store only")
-            runs["store_only"] = await asyncio.to_thread(
-                baselines.store_only, url, max(2.0, plan.bench_seconds / 2)
-            )
-        burst = plan.burst_size(runs["store_only"]["store_only_per_s"])
+        if "store_only" in plan.phases:
+            with store_url(store, run_dir, pg_admin, "storeonly") as url:
+                say(f"{store}: baseline: store only")
+                runs["store_only"] = await asyncio.to_thread(
+                    baselines.store_only, url, max(2.0, plan.bench_seconds / 2)
+                )
+        burst = plan.burst_size(runs.get("store_only", {}).get("store_only_per_s", 0.0))
         for topology in plan.topologies:
             say(f"{store}: {topology}")
             profile_to = (
@@ -208,7 +300,7 @@ def main() -> int:
             say(f"something failed: service logs kept in {run_dir}")
     results = {
         "machine": {**host, "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
-        "settings": {**asdict(plan), "stores": list(plan.stores)},
+        "settings": {**asdict(plan), "stores": list(plan.stores), "phases": list(plan.phases)},
         "code": code,
         "elapsed_s": round(time.perf_counter() - started, 1),
         **measured,

@@ -43,6 +43,7 @@ rejected; the service's log is then kept in the temporary directory named.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -235,6 +236,7 @@ async def launch(
         # Configured tokens make a deployment, which needs its sdk-token secret.
         "FLOWLEDGER_SDK_TOKEN_SECRET": os.environ.get("FLOWLEDGER_SDK_TOKEN_SECRET")
         or secrets.token_hex(32),
+        "FLOWLEDGER_KEY_ENCRYPTION_KEYS": base64.b64encode(os.urandom(32)).decode(),
         "FLOWLEDGER_HTTP_PORT": str(deployment.port),
         "FLOWLEDGER_HTTP_HOST": "127.0.0.1",
         "FLOWLEDGER_STATE_DIR": str(run_dir / "state"),
@@ -244,7 +246,8 @@ async def launch(
         env["SOAK_TRACEMALLOC_DIR"] = str(trace_dir)
         command = [sys.executable, "-m", "bench.soak_serve"]
     else:
-        command = [sys.executable, "-m", "services.cli", "serve"]
+        # One process (not the supervisor and its children): its RSS is the whole service's.
+        command = [sys.executable, "-m", "services.cli", "serve", "--single-process"]
     log = run_dir / f"{deployment.prefix}-service.log"
     with log.open("wb") as out:
         process = subprocess.Popen(

@@ -58,6 +58,9 @@ class RegisterWorkflow(Command, tag="RegisterWorkflow", kw_only=True):
     schedules: Annotated[list[CronExpression], Meta(max_length=MAX_SCHEDULES)] = msgspec.field(
         default_factory=list
     )
+    # The default retention of instances created from now on (each field that a create
+    # leaves unset); a registration without it removes the default. Neither: kept forever.
+    retention: Retention | None = None
 
 
 # --- creating instances ------------------------------------------------------------------
@@ -129,6 +132,16 @@ class ChangeStatus(InstanceCommand, tag="ChangeStatus", kw_only=True):
     from_: RestartFrom | None = msgspec.field(default=None, name="from")
 
 
+class DeleteInstance(InstanceCommand, tag="DeleteInstance", kw_only=True):
+    """Deletes a finished (complete, errored, terminated) instance; a live one is rejected
+    (`instance.running`: terminate it first). Afterwards the instance is gone: every command
+    for it, a second delete included, is rejected `instance.not_found`, and its id is not
+    reused (a create with it is rejected `instance.already_exists`). `reason` is "retention"
+    when the scheduler expires it."""
+
+    reason: Annotated[str, Meta(max_length=256)] = "api"
+
+
 class SendEvent(InstanceCommand, tag="SendEvent", kw_only=True):
     event_type: EventType
     payload: Any = None
@@ -197,6 +210,25 @@ class EndStep(InstanceCommand, tag="EndStep", kw_only=True):
     error: ErrorInfo | None = None
 
 
+class RecordStep(InstanceCommand, tag="RecordStep", kw_only=True):
+    """A step that succeeded at its first attempt, reported once it has run: BeginStep,
+    BeginAttempt, EndAttempt (success) and EndStep in one command, recording the same events
+    (StepBegan, AttemptBegan, AttemptEnded, StepEnded) as the four would, at one moment.
+
+    `start_run`: the instance is still `queued`; its run starts first (RunStarted), as StartRun
+    would. `complete_run`: the run returns `run_output` after this step; it completes after it
+    (RunCompleted), as CompleteRun would. No attempt is in flight while the step runs, so the
+    scheduler cannot time it out: an engine that needs attempt timeouts uses the four commands.
+    """
+
+    name: StepName
+    config: StepConfig | None = None
+    output: Any = None
+    start_run: bool = False
+    complete_run: bool = False
+    run_output: Any = None
+
+
 class EndSleep(InstanceCommand, tag="EndSleep", kw_only=True):
     """A sleep or a retry back-off elapsed: waiting -> running."""
 
@@ -248,12 +280,14 @@ AnyCommand = (
     | CreateInstance
     | CreateInstances
     | ChangeStatus
+    | DeleteInstance
     | SendEvent
     | StartRun
     | BeginStep
     | BeginAttempt
     | EndAttempt
     | EndStep
+    | RecordStep
     | EndSleep
     | TimeOutWait
     | TimeOutAttempt

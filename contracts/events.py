@@ -40,6 +40,7 @@ class WorkflowRegistered(LifecycleEvent, tag="WorkflowRegistered", kw_only=True)
     class_name: str | None = None
     script_name: str | None = None
     schedules: list[str] = []
+    retention: dict[str, Any] | None = None
 
 
 class WorkflowVersionDeployed(LifecycleEvent, tag="WorkflowVersionDeployed", kw_only=True):
@@ -48,6 +49,7 @@ class WorkflowVersionDeployed(LifecycleEvent, tag="WorkflowVersionDeployed", kw_
     class_name: str | None = None
     script_name: str | None = None
     schedules: list[str] = []
+    retention: dict[str, Any] | None = None
 
 
 # --- instances -------------------------------------------------------------------------
@@ -138,6 +140,12 @@ class InstanceRestarted(InstanceEvent, tag="InstanceRestarted", kw_only=True):
     from_step: dict[str, Any] | None = None
 
 
+class InstanceDeleted(InstanceEvent, tag="InstanceDeleted", kw_only=True):
+    """The instance is gone: read models drop its document; no command applies to it again."""
+
+    reason: str = "api"
+
+
 class EventReceived(InstanceEvent, tag="EventReceived", kw_only=True):
     event_type: str
     payload: Any = None
@@ -177,6 +185,7 @@ InstanceEventUnion = (
     | InstanceTerminated
     | RollbackEnded
     | InstanceRestarted
+    | InstanceDeleted
     | EventReceived
     | EventDelivered
     | RunCompleted

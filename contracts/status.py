@@ -93,7 +93,8 @@ TRANSITIONS: Final[Mapping[str, Rule]] = {
     "RunFailed": lambda was, e: ERRORED,
 }
 """Lifecycle event type -> how it moves the status. Every other event (AttemptBegan,
-EventReceived, the workflow events) leaves the status as it was."""
+EventReceived, InstanceDeleted, the workflow events) leaves the status as it was: a deleted
+instance keeps its last status, but no read model keeps its document."""
 
 
 def status_after(status: str, event: Any) -> str:

@@ -770,6 +770,11 @@ class HttpClient:
         )
         return dict(result)
 
+    async def delete_instance(self, workflow_name: str, instance_id: str) -> dict[str, Any]:
+        """Deletes a finished instance (`ApiError` 409 while it runs, 404 once gone)."""
+        result, _ = await self.request("DELETE", f"{self._instances(workflow_name)}/{instance_id}")
+        return dict(result)
+
     async def send_event(
         self, workflow_name: str, instance_id: str, event_type: str, payload: Any = None
     ) -> dict[str, Any]:

@@ -17,6 +17,15 @@ Exactly-once recording, at-least-once running: an attempt's `BeginAttempt` has a
 derived from the instance, the run, the step's position and the attempt number. An attempt a
 dead worker left in flight is taken over by whoever replays next: its `BeginAttempt` is
 answered `duplicate`, the step runs again, and its `EndAttempt` is the one recorded.
+
+Fewer commands: a new step whose config names no timeout runs before anything is recorded;
+if its first attempt succeeds, one `RecordStep` reports it (BeginStep, BeginAttempt,
+EndAttempt, EndStep in one), sent before whatever the run does next, so it also starts a
+queued run (no StartRun) and completes the run when `run()` returns right after it (no
+CompleteRun): a one-step run is CreateInstance and RecordStep. Still at least once: a worker
+that dies inside such a step has recorded nothing of it, and the next replay runs it again.
+A step with a `timeout` in its config keeps the separate commands, so that its attempt is in
+flight while it runs and the scheduler can time it out should no worker be left to.
 """
 
 from __future__ import annotations
@@ -58,7 +67,6 @@ MAX_REPLAYS_PER_WAKE = 20
 
 OutcomeKind = Literal[
     "idle",  # nothing for an engine to do (waiting, paused, finished, not found)
-    "started",  # StartRun (then replayed, reported by the replay's own outcome)
     "suspended",  # a sleep, a wait, a back-off: the scheduler or an event wakes it
     "stopped",  # a command was rejected, a pause acknowledged, or the worker is stopping
     "completed",
@@ -160,7 +168,7 @@ async def wake(
         if history is None:
             return Outcome("idle", "no such instance")
         outcome = await _act(entry, history, progress, stop_requested, clock, observer)
-        if outcome.kind not in ("again", "started"):
+        if outcome.kind != "again":
             return outcome
     log.warning("gave up after %d replays in one wake-up: %s", MAX_REPLAYS_PER_WAKE, outcome)
     return outcome
@@ -177,11 +185,6 @@ async def _act(
     status = history.status
     if stop_requested():
         return Outcome("stopped", "the worker is stopping")
-    if status == "queued":
-        reply = await progress.send(_command(history, c.StartRun))
-        if reply.outcome == "rejected":
-            return Outcome("stopped", _why(reply))
-        return Outcome("started")
     if status == "waitingForPause":
         open_step = history.open_step
         if open_step is not None and open_step.attempt_in_flight:
@@ -192,7 +195,7 @@ async def _act(
         # Python workflows declare no compensations: nothing to undo.
         await progress.send(_command(history, c.EndRollback, outcome="complete"))
         return Outcome("stopped", "rollback ended (nothing to roll back)")
-    if status != "running":
+    if status not in ("running", "queued"):  # a queued run is started by its first command
         return Outcome("idle", f"the instance is {status}")
     open_step = history.open_step
     if open_step is not None and open_step.backing_off:
@@ -233,6 +236,9 @@ class Replay:
         self.failure: c.ErrorInfo | None = None
         self._failing = False
         self._one_at_a_time = asyncio.Lock()
+        # A step that succeeded at its first attempt, not yet reported: its RecordStep is
+        # sent before whatever comes next (completing the run with it when that is the end).
+        self._pending: c.RecordStep | None = None
 
     # --- the run ------------------------------------------------------------------------------
 
@@ -282,6 +288,13 @@ class Replay:
             return await self._fail(
                 c.ErrorInfo(name=NOT_JSON_ERROR, message=f"run() returned {error}")
             )
+        pending, self._pending = self._pending, None
+        if pending is not None and _fits_beside(pending.output, output):
+            pending.complete_run, pending.run_output = True, output
+            await self._send_record(pending)
+            return Outcome("completed")
+        if pending is not None:
+            await self._send_record(pending)
         await self._boundary()
         await self._send(self._make(c.CompleteRun, output=output))
         return Outcome("completed")
@@ -289,6 +302,7 @@ class Replay:
     async def _fail(self, error: c.ErrorInfo) -> Outcome:
         self._failing = True
         try:
+            await self._flush_and_start()
             await self._send(self._make(c.FailRun, error=error))
         except _Halt as halt:
             return halt.outcome
@@ -300,12 +314,19 @@ class Replay:
         return self.clock()
 
     async def run_step(
-        self, name: str, call: Callable[[dict[str, Any]], Awaitable[Any]], config: dict[str, Any]
+        self,
+        name: str,
+        call: Callable[[dict[str, Any]], Awaitable[Any]],
+        config: dict[str, Any],
+        *,
+        timeout_set: bool = False,
     ) -> Any:
         async with self._one_at_a_time:
             position, recorded = self._next(name, "step")
             if recorded is not None and recorded.ended:
                 return self._settled(recorded)
+            if recorded is None and not timeout_set:
+                return await self._first_attempt_unrecorded(position, name, call, config)
             if recorded is None:
                 await self._boundary()
                 await self._send(
@@ -342,6 +363,52 @@ class Replay:
     ) -> Any:
         command_id = attempt_command_id(self.history, position, name, attempt)
         await self._send(self._make(c.BeginAttempt, command_id=command_id, name=name))
+        ran = await self._run_attempt(name, attempt, call, config)
+        if ran.failure is None:
+            ended = self._make(c.EndAttempt, name=name, success=True, output=ran.output)
+            await self._send(ended)
+            return await self._end_step(name, ran.output)
+        return await self._attempt_failed(name, attempt, config, ran)
+
+    async def _first_attempt_unrecorded(
+        self,
+        position: int,
+        name: str,
+        call: Callable[[dict[str, Any]], Awaitable[Any]],
+        config: dict[str, Any],
+    ) -> Any:
+        """A new step without a timeout of its own runs before anything is recorded: when its
+        first attempt succeeds, one RecordStep (sent before whatever the run does next) says
+        so. Nothing is in flight meanwhile, so a worker that dies here leaves no trace and the
+        next replay runs the step again (at least once, as always); the scheduler cannot time
+        such an attempt out (this worker still cancels it at the step's timeout). A failed
+        first attempt is recorded as the separate commands record it, once it has failed."""
+        await self._boundary(unrecorded_step=True)
+        ran = await self._run_attempt(name, 1, call, config)
+        if ran.failure is None:
+            self._pending = self._make(
+                c.RecordStep,
+                name=name,
+                config=_step_config(config),
+                output=ran.output,
+                start_run=self.status == "queued",
+            )
+            return ran.output
+        await self._flush_and_start()
+        await self._send(
+            self._make(c.BeginStep, name=name, step_type="step", config=_step_config(config))
+        )
+        command_id = attempt_command_id(self.history, position, name, 1)
+        await self._send(self._make(c.BeginAttempt, command_id=command_id, name=name))
+        return await self._attempt_failed(name, 1, config, ran)
+
+    async def _run_attempt(
+        self,
+        name: str,
+        attempt: int,
+        call: Callable[[dict[str, Any]], Awaitable[Any]],
+        config: dict[str, Any],
+    ) -> _Ran:
         ctx = {"attempt": attempt, "name": name, "config": config}
         timeout_s = config["timeout"] / 1000
         started = time.monotonic()
@@ -377,10 +444,15 @@ class Replay:
             )
         else:
             self.observer.attempt_ended(workflow, name, "success", time.monotonic() - started)
-            ended = self._make(c.EndAttempt, name=name, success=True, output=output)
-            await self._send(ended)
-            return await self._end_step(name, output)
+            return _Ran(output=output)
         self.observer.attempt_ended(workflow, name, kind, time.monotonic() - started)
+        return _Ran(failure=failure, retryable=retryable)
+
+    async def _attempt_failed(
+        self, name: str, attempt: int, config: dict[str, Any], ran: _Ran
+    ) -> Any:
+        assert ran.failure is not None
+        failure, retryable = ran.failure, ran.retryable
         await self._send(
             self._make(
                 c.EndAttempt,
@@ -486,15 +558,36 @@ class Replay:
             }
         return None if recorded.type == "sleep" else recorded.output
 
-    async def _boundary(self) -> None:
-        """Before a new step (and before completing): a pending pause is acknowledged here, a
-        stopping worker stops here, and nothing starts unless the instance is running."""
+    async def _boundary(self, *, unrecorded_step: bool = False) -> None:
+        """Before a new step (and before completing): the step that ended before is reported,
+        a pending pause is acknowledged here, a stopping worker stops here, a queued run starts
+        here (unless `unrecorded_step`: its RecordStep starts it), and nothing starts unless
+        the instance is running."""
+        await self._flush()
         if self.stop_requested():
             self._halt("stopped", "the worker is stopping")
         if self.status == "waitingForPause":
             await self._acknowledge_pause()
-        if self.status != "running":
+        if self.status == "queued" and not unrecorded_step:
+            await self._send(self._make(c.StartRun))
+        if self.status != "running" and not (unrecorded_step and self.status == "queued"):
             self._halt("stopped", f"the instance is {self.status}")
+
+    async def _flush(self) -> None:
+        """Sends the RecordStep of the step that succeeded last, if not sent yet."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            await self._send_record(pending)
+
+    async def _flush_and_start(self) -> None:
+        """Before a command that needs the run started (FailRun, a failed first attempt)."""
+        await self._flush()
+        if self.status == "queued":
+            await self._send(self._make(c.StartRun))
+
+    async def _send_record(self, record: c.RecordStep) -> None:
+        await self._send(record)
+        self.observer.step_ended(self.history.workflow_name, record.name, True)
 
     async def _acknowledge_pause(self) -> None:
         await self._send(self._make(c.AcknowledgePause))
@@ -520,6 +613,21 @@ class Replay:
     def _halt(self, kind: OutcomeKind, detail: str) -> None:
         self.halted = self.halted or Outcome(kind, detail)
         raise _Halt(self.halted)
+
+
+@dataclass(frozen=True)
+class _Ran:
+    """How one run of a step's code ended: its output, or why it failed."""
+
+    output: Any = None
+    failure: c.ErrorInfo | None = None
+    retryable: bool = True
+
+
+def _fits_beside(step_output: Any, run_output: Any) -> bool:
+    """Whether a step's output and the run's fit in one command (each fits alone)."""
+    size = len(json.dumps([step_output, run_output], separators=(",", ":")).encode())
+    return size <= MAX_JSON_BYTES
 
 
 class NotJson(TypeError):

@@ -103,7 +103,11 @@ class StepRunner(Protocol):
         name: str,
         call: Callable[[dict[str, Any]], Awaitable[Any]],
         config: dict[str, Any],
-    ) -> Any: ...
+        *,
+        timeout_set: bool = False,
+    ) -> Any:
+        """`timeout_set`: the step's config names a timeout (not Cloudflare's default)."""
+        ...
 
     async def sleep(self, name: str, milliseconds: int) -> None: ...
 
@@ -144,11 +148,12 @@ class WorkflowStep:
         if callable(name):  # `@step.do` without parentheses
             return self.do()(name)
         step_config = normalise_config(config)
+        timeout_set = "timeout" in (config or {})
 
         def declare(fn: Callable[..., Any]) -> StepFunction:
             step_name = check_step_name(name or fn.__name__)
             declared = StepFunction(
-                self, step_name, fn, list(depends or []), step_config, concurrent
+                self, step_name, fn, list(depends or []), step_config, concurrent, timeout_set
             )
             self._declared[fn.__name__] = declared
             return declared
@@ -207,10 +212,12 @@ class StepFunction:
         depends: list[StepFunction],
         config: dict[str, Any],
         concurrent: bool,
+        timeout_set: bool = False,
     ) -> None:
         self.name = name
         self.fn = fn
         self.config = config
+        self.timeout_set = timeout_set  # the config names a timeout: attempts are timed
         self.concurrent = concurrent  # dependencies resolve one after the other regardless
         self._owner = owner
         self._depends = depends
@@ -238,7 +245,9 @@ class StepFunction:
                 _inside_step.reset(token)
 
         try:
-            self._result = await self._owner._runner.run_step(self.name, call, self.config)
+            self._result = await self._owner._runner.run_step(
+                self.name, call, self.config, timeout_set=self.timeout_set
+            )
         except StepError as error:
             self._settled, self._error = True, error
             raise

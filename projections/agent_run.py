@@ -29,7 +29,7 @@ from typing import Any
 from contracts import events as ev
 from contracts.keys import instance_global_id
 from contracts.status import QUEUED, TERMINAL, status_after
-from projections.instance_status import instance_doc_key, is_stale, query_columns
+from projections.instance_status import gone, instance_doc_key, is_stale, query_columns
 from projections.timestamps import iso, parse
 
 VIEW_NAME = "agent_runs"
@@ -124,6 +124,8 @@ def apply(doc: dict[str, Any] | None, event: ev.LifecycleEvent) -> dict[str, Any
         return doc
     if isinstance(event, ev.InstanceCreated):
         return new_document(event)
+    if isinstance(event, ev.InstanceDeleted):
+        return gone(event)
     if doc is None or not isinstance(event, ev.InstanceEvent):
         return doc
     at = iso(event.occurred_at)

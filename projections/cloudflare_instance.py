@@ -23,7 +23,7 @@ import msgspec
 
 from contracts import events as ev
 from contracts.status import QUEUED, status_after
-from projections.instance_status import instance_doc_key, is_stale
+from projections.instance_status import gone, instance_doc_key, is_stale
 from projections.timestamps import iso
 from services.domain.durations import to_milliseconds
 from services.domain.instance import DEFAULT_WAIT_TIMEOUT
@@ -96,6 +96,8 @@ def apply(doc: dict[str, Any] | None, event: ev.LifecycleEvent) -> dict[str, Any
         return doc
     if isinstance(event, ev.InstanceCreated):
         return new_document(event)
+    if isinstance(event, ev.InstanceDeleted):
+        return gone(event)
     if doc is None or not isinstance(event, ev.InstanceEvent):
         return doc
     at = _ts(event.occurred_at)

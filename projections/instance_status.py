@@ -33,6 +33,17 @@ def query_columns(event: ev.InstanceCreated) -> dict[str, Any]:
     }
 
 
+def gone(event: ev.InstanceEvent) -> dict[str, Any]:
+    """What every per-instance fold returns for InstanceDeleted: a tombstone, nothing of the
+    instance's content. The projections role deletes the document's row when a fold returns
+    one (services/roles/projections.py), so lists omit the instance and reads answer 404."""
+    return {"gone": True, "version": event.version}
+
+
+def is_gone(doc: dict[str, Any] | None) -> bool:
+    return doc is not None and doc.get("gone") is True
+
+
 def is_stale(doc: dict[str, Any] | None, event: ev.LifecycleEvent) -> bool:
     """True for an event the document has already seen (a redelivery): apply it once only.
 
@@ -40,4 +51,5 @@ def is_stale(doc: dict[str, Any] | None, event: ev.LifecycleEvent) -> bool:
     from 1, and a document keeps the version of the last event it folded; the events topic and
     the store's log are at-least-once, so a rebuild or a retried batch may repeat any of them.
     """
-    return doc is not None and bool(event.version <= doc["version"])
+    # Nothing follows a deletion: a tombstone takes no event.
+    return doc is not None and (is_gone(doc) or bool(event.version <= doc["version"]))

@@ -30,7 +30,7 @@ from typing import Any
 
 from contracts import events as ev
 from contracts.status import QUEUED, status_after
-from projections.instance_status import instance_doc_key, is_stale, query_columns
+from projections.instance_status import gone, instance_doc_key, is_stale, query_columns
 from projections.timestamps import iso
 
 VIEW_NAME = "onfido_runs"
@@ -112,6 +112,8 @@ def apply(doc: dict[str, Any] | None, event: ev.LifecycleEvent) -> dict[str, Any
         return doc
     if isinstance(event, ev.InstanceCreated):
         return new_document(event)
+    if isinstance(event, ev.InstanceDeleted):
+        return gone(event)
     if doc is None or not isinstance(event, ev.InstanceEvent):
         return doc
     doc = {**doc, "version": event.version, "updated_at": iso(event.occurred_at)}

@@ -27,7 +27,7 @@ from typing import Any
 
 from contracts import events as ev
 from contracts.status import QUEUED, TERMINAL, status_after
-from projections.instance_status import instance_doc_key, is_stale, query_columns
+from projections.instance_status import gone, instance_doc_key, is_stale, query_columns
 from projections.timestamps import iso, utc_date
 
 VIEW_NAME = "staged_instances"
@@ -60,6 +60,8 @@ def apply(doc: dict[str, Any] | None, event: ev.LifecycleEvent) -> dict[str, Any
         return doc
     if isinstance(event, ev.InstanceCreated):
         return new_document(event)
+    if isinstance(event, ev.InstanceDeleted):
+        return gone(event)
     if doc is None or not isinstance(event, ev.InstanceEvent):
         return doc
     at = iso(event.occurred_at)

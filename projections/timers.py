@@ -18,13 +18,18 @@ Kinds and what arms, fires and cancels them:
 - `wait`:     StepBegan (waitForEvent, timeout)    -> TimeOutWait   ; EventDelivered, StepEnded
 - `attempt`:  AttemptBegan (the step's timeout)    -> TimeOutAttempt; AttemptEnded, StepEnded
 - `instance`: InstanceCreated (`timeout`)          -> TimeOutInstance; the run's end
+- `retention`: the run's end (RunCompleted: the instance's `success_retention`; RunFailed,
+  InstanceTerminated without rollback, RollbackEnded: its `error_retention`, both from
+  InstanceCreated) -> DeleteInstance {reason: "retention"}; a restart, the deletion
 - `cron <expression>`: WorkflowRegistered / WorkflowVersionDeployed with `schedules` -> a
   CreateInstance per tick; a later registration without the expression removes it.
 A cron timer is never done: once fired it is armed again for the next tick after the moment
 it fired. A tick missed while no scheduler ran is created once, for the latest missed tick.
 Its instance id and command id derive from the workflow, the expression and the tick.
 A restart cancels the step timers and arms the instance timeout again from the restart; the
-run's end (complete, errored, terminated) cancels everything. While the instance is paused
+run's end (complete, errored, terminated) cancels everything, then arms the retention timer
+of the instance's retention (none: it is kept forever). InstanceDeleted drops the document.
+While the instance is paused
 its timers keep their due times but none fires; one that fell due meanwhile fires on resume.
 """
 
@@ -105,6 +110,8 @@ def apply(doc: dict[str, Any] | None, event: ev.LifecycleEvent) -> dict[str, Any
         return doc
     if doc is not None and event.version <= doc["version"]:
         return doc  # a redelivery: applied once
+    if isinstance(event, ev.InstanceDeleted):
+        return None  # nothing is pending for an instance that is gone
     # No document: nothing was pending for the instance (documents are dropped when idle).
     doc = _blank(event) if doc is None else {**doc, "timers": dict(doc["timers"])}
     doc["version"] = event.version
@@ -119,6 +126,7 @@ def _worth_keeping(doc: dict[str, Any]) -> bool:
         or doc["held"]
         or doc["instance_timeout_ms"] is not None
         or doc["step_timeout_ms"] is not None
+        or doc.get("retention_ms")
     )
 
 
@@ -127,6 +135,9 @@ def _fold(doc: dict[str, Any], event: ev.InstanceEvent) -> None:
     match event:
         case ev.InstanceCreated(timeout=timeout):
             doc["instance_timeout_ms"] = None if timeout is None else to_milliseconds(timeout)
+            retention = _retention_ms(event.retention)
+            if retention:
+                doc["retention_ms"] = retention
             _arm_instance_timeout(doc, event)
         case ev.StepBegan(step_type="sleep", sleep_ms=int() as sleep_ms):
             _arm(doc, "sleep", event, sleep_ms, {"type": "EndSleep", "name": event.name})
@@ -161,9 +172,10 @@ def _fold(doc: dict[str, Any], event: ev.InstanceEvent) -> None:
             doc["held"] = False
             doc["step_timeout_ms"] = None
             _arm_instance_timeout(doc, event)
-        case ev.InstanceTerminated() | ev.RunCompleted() | ev.RunFailed():
+        case ev.InstanceTerminated() | ev.RunCompleted() | ev.RunFailed() | ev.RollbackEnded():
             timers.clear()
             doc.update(held=False, instance_timeout_ms=None, step_timeout_ms=None)
+            _arm_retention(doc, event)
 
 
 def _blank(event: ev.InstanceEvent) -> dict[str, Any]:
@@ -177,6 +189,32 @@ def _blank(event: ev.InstanceEvent) -> dict[str, Any]:
         "step_timeout_ms": None,
         "timers": {},
     }
+
+
+def _retention_ms(retention: dict[str, Any] | None) -> dict[str, int]:
+    """The instance's retention in milliseconds, by outcome ("success", "error"); a value
+    that is not a duration (validated on create, so never) keeps the instance forever."""
+    found = {}
+    for outcome in ("success", "error"):
+        value = (retention or {}).get(f"{outcome}_retention")
+        try:
+            if value is not None:
+                found[outcome] = to_milliseconds(value)
+        except ValueError:
+            continue
+    return found
+
+
+def _arm_retention(doc: dict[str, Any], event: ev.InstanceEvent) -> None:
+    """A finished instance is deleted once its retention passed: `success_retention` after
+    it completed, `error_retention` after it errored or was terminated (a rollback: once it
+    ended). Not while a terminate's rollback is under way: the instance is not finished."""
+    if isinstance(event, ev.InstanceTerminated) and event.rollback:
+        return
+    outcome = "success" if isinstance(event, ev.RunCompleted) else "error"
+    after_ms = (doc.get("retention_ms") or {}).get(outcome)
+    if after_ms is not None:
+        _arm(doc, "retention", event, after_ms, {"type": "DeleteInstance", "reason": "retention"})
 
 
 def _arm_instance_timeout(doc: dict[str, Any], event: ev.InstanceEvent) -> None:

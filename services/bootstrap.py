@@ -37,6 +37,7 @@ from services.settings import Settings
 from services.store.document_view import DocumentView, open_view
 from services.store.existing_ids import one_query_per_batch
 from services.store.health import StoreHealth
+from services.store.key_table import open_key_table
 from services.store.schema_lock import schema_lock
 from services.store.timer_table import TimerTable, open_timer_table
 
@@ -62,6 +63,8 @@ def build_application(settings: Settings) -> FlowledgerApplication:
     env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_size)
     app = FlowledgerApplication(env=env)
     app.existing_ids = one_query_per_batch(app)
+    view_tables = [f"view_{name}" for name in READ_MODELS]
+    app.use_key_store(open_key_table(app.factory, view_tables), settings.keks())
     return app
 
 

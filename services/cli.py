@@ -19,12 +19,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flowledger")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the service (all roles by default)")
+    serve = sub.add_parser(
+        "serve", help="run the service (all roles by default, one supervised process each)"
+    )
     serve.add_argument(
         "--role",
         choices=["all", "commands", "relay", "projections", "api", "scheduler"],
         default="all",
     )
+    serve.add_argument(
+        "--single-process",
+        action="store_true",
+        help="run every role in this one process (FLOWLEDGER_SINGLE_PROCESS=1)",
+    )
+    # Set by the supervisor on its children (services/supervisor.py); not for people.
+    serve.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
 
     kafka = sub.add_parser("kafka", help="the local Kafka broker")
     kafka.add_argument("action", choices=["start", "stop", "status"])
@@ -67,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     try:
         if args.command == "serve":
-            return _serve(settings, args.role)
+            return _serve(settings, args)
         if args.command == "kafka":
             return _kafka(settings, args.action)
         if args.command == "projections":
@@ -89,12 +98,18 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def _serve(settings: Settings, role: str) -> int:
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    if args.role == "all" and not (args.single_process or settings.single_process):
+        # Every role, each in its own child process: every core, and a crash is restarted.
+        from services.supervisor import serve_supervised
+
+        return serve_supervised(settings)
+
     from services.bootstrap import ROLES
     from services.server import serve
 
-    roles = ROLES if role == "all" else (role,)
-    asyncio.run(serve(settings, roles))
+    roles = ROLES if args.role == "all" else (args.role,)
+    asyncio.run(serve(settings, roles, supervised=args.supervised))
     return 0
 
 

@@ -99,6 +99,9 @@ def add_parsers(sub: Any) -> None:
     terminate.add_argument("--rollback", action="store_true", help="run its compensations")
     restart = actions.add_parser("restart", parents=[http, named], help="start it again")
     restart.add_argument("--from", dest="from_step", help="from this step (keeps those before)")
+    actions.add_parser(
+        "delete", parents=[http, named], help="delete a finished instance (its id stays taken)"
+    )
     send = actions.add_parser("send-event", parents=[http, named], help="send it an event")
     send.add_argument("type", metavar="TYPE", help="the event type")
     send.add_argument("--payload", help="the event's payload, as JSON")
@@ -318,6 +321,15 @@ def _status_change(action: Action) -> Handler:
     return change
 
 
+async def _instances_delete(http: HttpClient, args: argparse.Namespace, out: Output) -> None:
+    workflow, instance_id = await _workflow_of(http, args)
+    await http.delete_instance(workflow, instance_id)
+    if out.as_json:
+        out.line({"id": instance_id, "workflow": workflow, "deleted": True})
+    else:
+        out.say(f"deleted instance {instance_id} of {workflow}")
+
+
 async def _instances_send_event(http: HttpClient, args: argparse.Namespace, out: Output) -> None:
     workflow, instance_id = await _workflow_of(http, args)
     payload = _json_option("--payload", args.payload)
@@ -355,6 +367,7 @@ _HANDLERS: dict[tuple[str, str], Handler] = {
     ("instances", "resume"): _status_change("resume"),
     ("instances", "terminate"): _status_change("terminate"),
     ("instances", "restart"): _status_change("restart"),
+    ("instances", "delete"): _instances_delete,
     ("instances", "send-event"): _instances_send_event,
 }  # fmt: skip
 

@@ -7,6 +7,7 @@ carries the `instance_key` and `command_id` of the record when there is one, for
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -68,7 +69,11 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
-async def serve(settings: Settings, roles: tuple[str, ...] = ROLES) -> None:
+async def serve(
+    settings: Settings, roles: tuple[str, ...] = ROLES, *, supervised: bool = False
+) -> None:
+    """`supervised`: a child of `flowledger serve`'s supervisor (services/supervisor.py), which
+    runs one per role: only the api's child prints the whole banner, the others one line."""
     configure_logging(settings.log_format)
     dev_token = None
     if "api" in roles:
@@ -77,8 +82,13 @@ async def serve(settings: Settings, roles: tuple[str, ...] = ROLES) -> None:
         except UnsafeSettings as unsafe:
             raise SystemExit(f"flowledger serve: {unsafe}") from None
         if not settings.is_deployment:
-            dev_token = "dev-" + secrets.token_urlsafe(12)
-            settings = settings.model_copy(update={"api_tokens": f"{dev_token}=*"})
+            dev_token = settings.dev_token or "dev-" + secrets.token_urlsafe(12)
+            # The key-encryption keys (the dev key, warned about, when unset) are pinned first:
+            # with the dev token in place the settings would pass for a deployment's.
+            keks = ",".join(base64.b64encode(k).decode() for k in settings.keks())
+            settings = settings.model_copy(
+                update={"api_tokens": f"{dev_token}=*", "key_encryption_keys": keks}
+            )
     bootstrap, release_kafka = settings.kafka_bootstrap or "", _nothing_to_release
     if not bootstrap:
         # Development only: production names its brokers, and never loads this module.
@@ -95,7 +105,7 @@ async def serve(settings: Settings, roles: tuple[str, ...] = ROLES) -> None:
     elif settings.ops_port is not None:
         ops = create_ops_app(service.metrics, service.readiness, service.store_health.refresh)
         servers.append(_http(ops, settings.http_host, settings.ops_port))
-    _banner(settings, bootstrap, roles, dev_token)
+    _banner(settings, bootstrap, roles, dev_token, brief=supervised and service.api is None)
     try:
         await stop.wait()
     finally:
@@ -121,7 +131,12 @@ def _nothing_to_release() -> None:
 
 
 def _banner(
-    settings: Settings, bootstrap: str, roles: tuple[str, ...], dev_token: str | None = None
+    settings: Settings,
+    bootstrap: str,
+    roles: tuple[str, ...],
+    dev_token: str | None = None,
+    *,
+    brief: bool = False,
 ) -> None:
     """What runs where. Configured api tokens are secrets and never printed (banners end up in
     logs); a generated dev token is, as it is the only way in."""
@@ -152,6 +167,8 @@ def _banner(
         "(README, Quick start)",
         "Press Ctrl-C to stop.",
     ]
+    if brief:  # a supervised child beside the api's: its one line (and ops port) is enough
+        lines = [line for line in lines if line.startswith(("Flowledger is", "  ops:"))]
     if settings.log_format == "json":
         log.info(lines[0])  # log shippers get JSON only; people read the text banner
         return

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
+import logging
 from pathlib import Path
 from typing import Literal
 
@@ -9,6 +13,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topics import Topics
+
+log = logging.getLogger(__name__)
 
 MIN_SECRET_CHARS = 32
 
@@ -63,7 +69,29 @@ class Settings(BaseSettings):
     )
     ops_port: int | None = Field(
         default=None,
-        description="serves /healthz, /readyz, /metrics for roles without the api; unset = none",
+        description="serves /healthz, /readyz, /metrics for roles without the api; unset = none "
+        "(under the supervisor, its non-api children take this port and the next ones)",
+    )
+    single_process: bool = Field(
+        default=False,
+        description="`flowledger serve` runs every role in one process instead of one supervised "
+        "child process per role (services/supervisor.py); as `--single-process`",
+    )
+    dev_token: str = Field(
+        default="",
+        description="the api role's token for every account when FLOWLEDGER_API_TOKENS is unset; "
+        "unset = a random one per start (the supervisor sets one, so a restarted api keeps it)",
+    )
+
+    key_encryption_keys: str = Field(
+        default="",
+        description="base64 of 32-byte keys, comma-separated, newest first: they wrap each "
+        "instance's data key (docs/erasure.md); unset = a fixed dev key, refused in a deployment",
+    )
+    events_carry_content: bool = Field(
+        default=False,
+        description="publish params, outputs and payloads on the events topic in clear; they "
+        "can then never be erased from it (docs/erasure.md)",
     )
 
     @field_validator("topic_prefix")
@@ -118,7 +146,43 @@ class Settings(BaseSettings):
             )
         if secret and len(secret) < MIN_SECRET_CHARS:
             raise UnsafeSettings(f"FLOWLEDGER_SDK_TOKEN_SECRET is too short: {_SECRET_HOW}")
+        self.keks()
 
+    def keks(self) -> list[bytes]:
+        """The key-encryption keys, newest first (never echoed: they are secrets)."""
+        keys = [k.strip() for k in self.key_encryption_keys.split(",") if k.strip()]
+        if not keys:
+            if self.is_deployment:
+                raise UnsafeSettings(
+                    "FLOWLEDGER_KEY_ENCRYPTION_KEYS is required when FLOWLEDGER_API_TOKENS is "
+                    f"set: {_KEK_HOW}"
+                )
+            _warn_dev_kek()
+            return [DEV_KEK]
+        decoded = []
+        for number, key in enumerate(keys, start=1):
+            try:
+                raw = base64.b64decode(key, validate=True)
+            except binascii.Error:
+                raw = b""
+            if len(raw) != KEK_BYTES:
+                raise UnsafeSettings(
+                    f"FLOWLEDGER_KEY_ENCRYPTION_KEYS entry {number} is not base64 of "
+                    f"{KEK_BYTES} bytes: {_KEK_HOW}"
+                )
+            decoded.append(raw)
+        return decoded
+
+
+@functools.cache
+def _warn_dev_kek() -> None:  # once per process, not once per store opened
+    log.warning("FLOWLEDGER_KEY_ENCRYPTION_KEYS is unset: using the dev key (%s)", _KEK_HOW)
+
+
+# Known to everyone, so it protects nothing: `make run` and tests only.
+DEV_KEK = b"flowledger dev key: not a secret"
+KEK_BYTES = 32
+_KEK_HOW = "32 random bytes in base64, e.g. from `openssl rand -base64 32`"
 
 _SECRET_HOW = (
     f"{MIN_SECRET_CHARS} random characters or more, the same on every api replica "

@@ -9,6 +9,7 @@ broker booting) stays unproven here.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shlex
@@ -31,7 +32,7 @@ from services.roles.role import DRAIN_TIMEOUT_S
 from services.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?[-?]([^}]*))?\}")
+VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?([-?])([^}]*))?\}")
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +47,23 @@ def services(compose: dict[str, Any]) -> dict[str, Any]:
     return compose["services"]  # type: ignore[no-any-return]
 
 
+# Required variables whose value has a shape: a stand-in of that shape.
+SHAPED_STAND_INS = {
+    "FLOWLEDGER_KEY_ENCRYPTION_KEYS": base64.b64encode(b"k" * 32).decode(),
+    "FLOWLEDGER_API_TOKENS": "required-token=*",
+}
+
+
 def interpolate(value: Any) -> str:
     """Compose's `${VAR:-default}` with the defaults (and a stand-in for required ones)."""
-    return VARIABLE.sub(lambda m: m.group(2) or f"required-{m.group(1).lower()}", str(value))
+    return VARIABLE.sub(
+        lambda m: (
+            m.group(3)
+            if m.group(2) == "-"
+            else SHAPED_STAND_INS.get(m.group(1), f"required-{m.group(1).lower()}-{'x' * 32}")
+        ),
+        str(value),
+    )
 
 
 def environment(service: dict[str, Any]) -> dict[str, str]:

@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ENTRY_POINTS = ("services.bootstrap", "services.server", "services.cli", "services.schema_export")
+ENTRY_POINTS = (
+    "services.bootstrap",
+    "services.server",
+    "services.cli",
+    "services.supervisor",
+    "services.schema_export",
+)
 
 # Package → packages it must never import (its outer layers).
 FORBIDDEN: dict[str, tuple[str, ...]] = {

@@ -112,6 +112,9 @@ class WorkflowPut(BaseModel):
     script_name: str | None = Field(default=None, max_length=256)
     # A Flowledger extension: 5-field cron expressions in UTC; omitted, the schedules go.
     schedules: list[str] = Field(default_factory=list, max_length=MAX_SCHEDULES)
+    # A Flowledger extension: the default retention of the instances created from now on
+    # (each field an instance's own `instance_retention` leaves unset); omitted, it goes.
+    instance_retention: InstanceRetention | None = None
 
 
 # --- results --------------------------------------------------------------------------------
@@ -237,6 +240,13 @@ class StepResult(BaseModel):
 class EventSent(BaseModel):
     instanceId: str
     timestamp: str
+
+
+class InstanceDeleteResult(BaseModel):
+    """The answer to a delete: the shape of Cloudflare's WorkflowDeleteResponse."""
+
+    status: Literal["ok"]
+    success: bool | None = None
 
 
 class StatusEditResult(BaseModel):

@@ -16,6 +16,7 @@ from contracts.commands import (
     ChangeStatus,
     CreateInstance,
     CreateInstances,
+    DeleteInstance,
     InstanceBody,
     RestartFrom,
     Retention,
@@ -33,6 +34,7 @@ from services.api.cloudflare_models import (
     Envelope,
     EventSent,
     InstanceCreate,
+    InstanceDeleteResult,
     InstanceGet,
     InstanceSummary,
     Status,
@@ -280,6 +282,35 @@ async def edit_status(
     )
     reply = await submit(request, command)
     return answer(request, ok({"status": reply.status, "timestamp": iso(datetime.now(UTC))}))
+
+
+@router.delete(
+    "/{instance_id}",
+    responses=WRITE_RESPONSES,
+    response_model_exclude_unset=True,
+    response_model=Envelope[InstanceDeleteResult],
+)
+async def delete_instance(
+    request: Request,
+    account_id: AccountId,
+    workflow_name: WorkflowName,
+    instance_id: InstanceId,
+    caller: Caller,
+) -> Response:
+    """A Flowledger extension (Cloudflare's API deletes workflows, not instances): deletes a
+    finished instance (409 `instance.running` while it is not); afterwards every route
+    answers 404 for it, lists omit it and its id is not reused. The result has the shape of
+    Cloudflare's workflow delete: `{"status": "ok", "success": true}`."""
+    _visible(caller, account_id)
+    command = DeleteInstance(
+        command_id=new_command_id(),
+        account_id=account_id,
+        workflow_name=workflow_name,
+        instance_id=instance_id,
+        reason="api",
+    )
+    await submit(request, command)
+    return answer(request, ok({"status": "ok", "success": True}))
 
 
 @router.post(

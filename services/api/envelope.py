@@ -53,6 +53,7 @@ CODES_BY_REASON = {
     "command.too_large": 10114,
     "command.too_deep": 10115,
     "command.not_json": 10116,
+    "instance.running": 10117,
 }
 
 ONFIDO_PREFIX = "/v3.6"

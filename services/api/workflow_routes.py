@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 
-from contracts.commands import RegisterWorkflow
+from contracts.commands import RegisterWorkflow, Retention
 from contracts.keys import workflow_global_id
 from projections import workflows
 from services.api.auth import Principal
@@ -66,6 +66,12 @@ async def put_workflow(
         class_name=body.class_name,
         script_name=body.script_name,
         schedules=body.schedules,
+        retention=None
+        if body.instance_retention is None
+        else Retention(
+            success_retention=body.instance_retention.success_retention,
+            error_retention=body.instance_retention.error_retention,
+        ),
     )
     await submit(request, command)
     # Read once the write is answered (see deps.view).

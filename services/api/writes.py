@@ -18,6 +18,7 @@ STATUS_BY_CODE = {
     "instance.cannot_terminate": 409,
     "instance.restart_step_not_found": 422,
     "instance.finished": 409,
+    "instance.running": 409,
     "step.mismatch": 409,
     "step.attempt_timed_out": 409,
     "limit.exceeded": 400,

@@ -20,6 +20,7 @@ import msgspec
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing.popo import POPOFactory
 from eventsourcing.utils import Environment, EnvType
 
 from contracts.commands import AnyCommand, CreateInstance, CreateInstances
@@ -28,6 +29,7 @@ from contracts.limits import MAX_REASON_CHARS, bounded
 from contracts.replies import Reply, ReplyError
 from services.application.command_log import CommandRecord, command_digest, command_record_id
 from services.application.handlers import HANDLERS, Decision
+from services.application.sealing import KeyRing, KeyStore, MemoryKeyStore, SealingMapper
 from services.domain.errors import DomainError
 from services.domain.instance import WorkflowInstance
 from services.domain.workflow import Workflow
@@ -107,9 +109,35 @@ class UnitOfWork:
 class FlowledgerApplication(Application):  # type: ignore[type-arg]
     name = "flowledger"
 
+    # The key-encryption key of applications on the in-memory store (unit tests) only; a
+    # stored database is given its keys by the composition root (`use_key_store`).
+    IN_MEMORY_KEK = b"flowledger in-memory store KEK!!"
+
     def __init__(self, env: EnvType | None = None) -> None:
         super().__init__(env)
         self.existing_ids: ExistingIds = self.existing_ids_one_by_one
+        self._keyring: KeyRing | None = None
+        if isinstance(self.factory, POPOFactory):
+            self.use_key_store(MemoryKeyStore(), [self.IN_MEMORY_KEK])
+
+    @property
+    def keyring(self) -> KeyRing:
+        if self._keyring is None:
+            raise RuntimeError("no key store: the composition root must call use_key_store()")
+        return self._keyring
+
+    def construct_mapper(self) -> SealingMapper:
+        return SealingMapper(transcoder=self.construct_transcoder())
+
+    def use_key_store(self, store: KeyStore, keks: Sequence[bytes]) -> None:
+        """Where the instances' data keys live, and the key-encryption keys, newest first."""
+        if not isinstance(self.mapper, SealingMapper):
+            raise TypeError("the application's mapper does not seal (MAPPER_TOPIC is set?)")
+        self._keyring = self.mapper.keyring = KeyRing(store, keks)
+
+    def erase(self, instance_ids: Sequence[UUID]) -> None:
+        """Destroys the data keys of deleted instances: their stored content is unreadable."""
+        self.keyring.destroy(instance_ids)
 
     def existing_ids_one_by_one(self, ids: Iterable[UUID]) -> set[UUID]:
         """The ids among `ids` with at least one stored event, on any store: one read through
@@ -133,7 +161,7 @@ class FlowledgerApplication(Application):  # type: ignore[type-arg]
         unit.know_absent(candidates - self.existing_ids(candidates))
         replies = [self._decide(unit, command, now) for command in commands]
         try:
-            self.save(*unit.changed())
+            self._save(unit)
         except IntegrityError:
             # Another commands member wrote one of these aggregates first (a rebalance race).
             log.info("write conflict in a batch of %d; retrying one by one", len(commands))
@@ -146,11 +174,18 @@ class FlowledgerApplication(Application):  # type: ignore[type-arg]
             unit = UnitOfWork(self)
             reply = self._decide(unit, command, now)
             try:
-                self.save(*unit.changed())
+                self._save(unit)
                 return reply
             except IntegrityError:
                 self._forget(unit)  # reload the winner's state and decide again
         return _rejected(command, "store.conflict", "too many concurrent writers; send it again")
+
+    def _save(self, unit: UnitOfWork) -> None:
+        changed = unit.changed()
+        # New instances' data keys in one read and one write for the batch, before the save
+        # that seals with them (a key stored without its events, on a crash, is harmless).
+        self.keyring.prepare(a.id for a in changed if isinstance(a, WorkflowInstance))
+        self.save(*changed)
 
     def _forget(self, unit: UnitOfWork) -> None:
         """Drops a conflicting unit's aggregates from the cache, so the retry decides on what the

@@ -66,7 +66,7 @@ def _instance(unit: UnitOfWork, command: c.InstanceCommand) -> WorkflowInstance:
     instance = unit.get(
         WorkflowInstance.create_id(command.account_id, command.workflow_name, command.instance_id)
     )
-    if instance is None:
+    if instance is None or instance.deleted:
         raise InstanceNotFound(
             f"instance {command.instance_id!r} of workflow {command.workflow_name!r} does not exist"
         )
@@ -77,13 +77,22 @@ def _error(value: c.ErrorInfo | None) -> dict[str, str] | None:
     return None if value is None else {"name": value.name, "message": value.message}
 
 
+def _check_retention(what: str, retention: c.Retention | None) -> None:
+    if retention is not None:
+        check_duration(f"{what}.success_retention", retention.success_retention)
+        check_duration(f"{what}.error_retention", retention.error_retention)
+
+
 def register_workflow(unit: UnitOfWork, cmd: c.RegisterWorkflow, now: datetime) -> Decision:
     for expression in cmd.schedules:
         check_cron(expression)
+    _check_retention("retention", cmd.retention)
+    retention = msgspec.to_builtins(cmd.retention)
     workflow_id = Workflow.create_id(cmd.account_id, cmd.workflow_name)
     workflow: Workflow | None = unit.get(workflow_id)
     if workflow is None:
         workflow = Workflow(
+            retention,
             account_id=cmd.account_id,
             workflow_name=cmd.workflow_name,
             version_id=workflow_version_id(workflow_id, 1),
@@ -96,6 +105,7 @@ def register_workflow(unit: UnitOfWork, cmd: c.RegisterWorkflow, now: datetime) 
         unit.add(workflow)
     else:
         workflow.deploy(
+            retention,
             version_id=workflow_version_id(workflow_id, workflow.next_version_number),
             class_name=cmd.class_name,
             script_name=cmd.script_name,
@@ -110,9 +120,19 @@ def _check_body(body: c.InstanceBody) -> None:
     check_chosen_instance_id(body.instance_id)
     check_json_size("params", body.params)
     check_duration("timeout", body.timeout)
-    if body.retention is not None:
-        check_duration("retention.success_retention", body.retention.success_retention)
-        check_duration("retention.error_retention", body.retention.error_retention)
+    _check_retention("retention", body.retention)
+
+
+def _retention(body: c.InstanceBody, workflow: Workflow) -> dict[str, Any] | None:
+    """The instance's own retention, each field it leaves unset taken from the workflow's
+    default as it is now (a changed default applies to instances created afterwards)."""
+    own = msgspec.to_builtins(body.retention) or {}
+    default = workflow.retention or {}
+    merged = {
+        name: own.get(name) if own.get(name) is not None else default.get(name)
+        for name in ("success_retention", "error_retention")
+    }
+    return merged if any(v is not None for v in merged.values()) else None
 
 
 def _new_instance(
@@ -145,7 +165,7 @@ def _new_instance(
         params=body.params,
         trigger_source=body.trigger_source,
         schedule=msgspec.to_builtins(body.schedule),
-        retention=msgspec.to_builtins(body.retention),
+        retention=_retention(body, workflow),
         timeout=body.timeout,
         metadata={name: msgspec.to_builtins(getattr(body, name)) for name in metadata_fields},
         command_id=cmd.command_id,
@@ -169,7 +189,13 @@ def create_instance(unit: UnitOfWork, cmd: c.CreateInstance, now: datetime) -> D
     _check_body(cmd)
     workflow = _workflow(unit, cmd)
     instance_id = cmd.instance_id or minted_instance_id(cmd.command_id)
-    if unit.get(WorkflowInstance.create_id(cmd.account_id, cmd.workflow_name, instance_id)):
+    existing = unit.get(WorkflowInstance.create_id(cmd.account_id, cmd.workflow_name, instance_id))
+    if existing is not None and existing.deleted:
+        raise InstanceAlreadyExists(
+            f"instance {instance_id!r} of workflow {cmd.workflow_name!r} was deleted; "
+            "ids are not reused: choose another id"
+        )
+    if existing is not None:
         raise InstanceAlreadyExists(
             f"instance {instance_id!r} already exists in workflow {cmd.workflow_name!r}; "
             "choose another id or restart it"
@@ -219,6 +245,12 @@ def change_status(unit: UnitOfWork, cmd: c.ChangeStatus, now: datetime) -> Decis
     return Decision(instance=instance)
 
 
+def delete_instance(unit: UnitOfWork, cmd: c.DeleteInstance, now: datetime) -> Decision:
+    instance = _instance(unit, cmd)
+    instance.delete(reason=cmd.reason, command_id=cmd.command_id, at=now)
+    return Decision(instance=instance)
+
+
 def send_event(unit: UnitOfWork, cmd: c.SendEvent, now: datetime) -> Decision:
     check_json_size("payload", cmd.payload)
     instance = _instance(unit, cmd)
@@ -237,9 +269,7 @@ def start_run(unit: UnitOfWork, cmd: c.StartRun, now: datetime) -> Decision:
 def begin_step(unit: UnitOfWork, cmd: c.BeginStep, now: datetime) -> Decision:
     check_wait_timeout(cmd.wait_timeout)
     check_sleep(cmd.step_type, cmd.sleep_ms)
-    if cmd.config is not None:
-        check_duration("config.timeout", cmd.config.timeout)
-        check_duration("config.retries.delay", cmd.config.retries.delay)
+    _check_step_config(cmd.config)
     instance = _instance(unit, cmd)
     instance.begin_step(
         name=cmd.name,
@@ -252,6 +282,12 @@ def begin_step(unit: UnitOfWork, cmd: c.BeginStep, now: datetime) -> Decision:
         at=now,
     )
     return Decision(instance=instance)
+
+
+def _check_step_config(config: c.StepConfig | None) -> None:
+    if config is not None:
+        check_duration("config.timeout", config.timeout)
+        check_duration("config.retries.delay", config.retries.delay)
 
 
 def begin_attempt(unit: UnitOfWork, cmd: c.BeginAttempt, now: datetime) -> Decision:
@@ -283,6 +319,27 @@ def end_step(unit: UnitOfWork, cmd: c.EndStep, now: datetime) -> Decision:
         success=cmd.success,
         output=cmd.output,
         error=_error(cmd.error),
+        command_id=cmd.command_id,
+        at=now,
+    )
+    return Decision(instance=instance)
+
+
+def record_step(unit: UnitOfWork, cmd: c.RecordStep, now: datetime) -> Decision:
+    """BeginStep, BeginAttempt, EndAttempt and EndStep in one: checked as those are."""
+    _check_step_config(cmd.config)
+    check_json_size("output", cmd.output)
+    check_json_size("run_output", cmd.run_output)
+    if cmd.run_output is not None and not cmd.complete_run:
+        raise InvalidCommand("run_output is the output of a run that completes: complete_run")
+    instance = _instance(unit, cmd)
+    instance.record_step(
+        name=cmd.name,
+        config=msgspec.to_builtins(cmd.config),
+        output=cmd.output,
+        start_run=cmd.start_run,
+        complete_run=cmd.complete_run,
+        run_output=cmd.run_output,
         command_id=cmd.command_id,
         at=now,
     )
@@ -353,12 +410,14 @@ HANDLERS: dict[type, Handler] = {
     c.CreateInstance: create_instance,
     c.CreateInstances: create_instances,
     c.ChangeStatus: change_status,
+    c.DeleteInstance: delete_instance,
     c.SendEvent: send_event,
     c.StartRun: start_run,
     c.BeginStep: begin_step,
     c.BeginAttempt: begin_attempt,
     c.EndAttempt: end_attempt,
     c.EndStep: end_step,
+    c.RecordStep: record_step,
     c.EndSleep: end_sleep,
     c.TimeOutWait: time_out_wait,
     c.TimeOutAttempt: time_out_attempt,

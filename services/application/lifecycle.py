@@ -8,7 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
+from eventsourcing.domain import DomainEvent
 from eventsourcing.persistence import Notification
+from eventsourcing.utils import get_topic
 
 from contracts.events import EVENT_TYPES, LifecycleEvent
 from services.application.command_log import CommandRecord
@@ -25,6 +27,24 @@ def is_lifecycle(notification: Notification) -> bool:
     """False for stored events that never reach the wire (command records): told by the topic
     alone, so they are not even decoded. Half the log of a busy create stream is such."""
     return not notification.topic.startswith(_INTERNAL_TOPIC)
+
+
+def lifecycle_topics() -> list[str]:
+    """The stored topics of every domain event that becomes a lifecycle event: each loaded
+    subclass of the library's `DomainEvent` whose class name is a wire event's, command records
+    left out. Followers read only these rows of the log (`NotificationLog.read`), so the half of
+    it that command records are is neither fetched nor decoded three times over. A domain event
+    the wire does not know could not be translated anyway (`LifecycleTranslator.translate`);
+    tests/services/application/test_lifecycle_topics.py checks every wire event has a topic."""
+    topics: set[str] = set()
+    pending: list[type] = [DomainEvent]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        topic = get_topic(cls)
+        if cls.__name__ in _EVENT_CLASSES and not topic.startswith(_INTERNAL_TOPIC):
+            topics.add(topic)
+    return sorted(topics)
 
 
 def event_id(originator_id: uuid.UUID, version: int) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from contracts.events import LifecycleEvent
 from services.application.app import FlowledgerApplication
-from services.application.lifecycle import LifecycleTranslator, is_lifecycle
+from services.application.lifecycle import LifecycleTranslator, is_lifecycle, lifecycle_topics
 
 # The name under which the relay records its position in the store's tracking table, beside
 # the projections' (each view's name): every role's process reads the relay's lag from it.
@@ -39,6 +39,8 @@ class NotificationLog:
     def __init__(self, app: FlowledgerApplication) -> None:
         self._app = app
         self._translator = LifecycleTranslator(app.first_event)
+        # The domain is loaded with the application: every lifecycle event class exists now.
+        self._topics = lifecycle_topics()
 
     def head(self) -> int:
         """Blocking: the id of the last stored notification (0 for an empty store)."""
@@ -47,11 +49,18 @@ class NotificationLog:
     def read(self, after: int, limit: int) -> Batch | None:
         """Blocking: up to `limit` notifications after position `after` (0: from the start),
         as lifecycle events; None when there is nothing new."""
-        notifications = self._app.recorder.select_notifications(
-            after, limit, inclusive_of_start=False
-        )
-        if not notifications:
+        # Only lifecycle rows are fetched (command records, half the log of a create stream,
+        # are not); up to the head read first, so that a read which returns fewer than `limit`
+        # rows has seen everything up to the head and the position can move there. Followers
+        # rely on the store's order already: a visible id means every lower one is committed
+        # (one writer at a time on SQLite, a table lock per insert on PostgreSQL).
+        head = self.head()
+        if head <= after:
             return None
+        notifications = self._app.recorder.select_notifications(
+            after, limit, stop=head, topics=self._topics, inclusive_of_start=False
+        )
+        last_id = notifications[-1].id if len(notifications) >= limit else head
         to_domain_event = self._app.mapper.to_domain_event
         translate = self._translator.translate
         events = [
@@ -59,4 +68,4 @@ class NotificationLog:
             for n in notifications
             if is_lifecycle(n) and (event := translate(to_domain_event(n))) is not None
         ]
-        return Batch(notifications[-1].id, events)
+        return Batch(last_id, events)

@@ -9,7 +9,8 @@ like one that does not exist.
 Every action is two POSTs: the first (from the instance page) changes nothing and answers a
 confirmation page, the second (`confirmed=yes`) publishes the command. The confirmation page
 mints the command's id, so submitting it twice (a reload) is answered `duplicate` and applied
-once. Both carry the session's CSRF token (see `session`).
+once. Both carry the session's CSRF token (see `session`). Delete (a finished instance only)
+answers a page saying so once accepted: the instance's own page is a 404 from then on.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from urllib.parse import parse_qs, quote
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from contracts.commands import AnyCommand, ChangeStatus, SendEvent
+from contracts.commands import AnyCommand, ChangeStatus, DeleteInstance, SendEvent
 from contracts.events import InstanceEvent
 from contracts.keys import instance_global_id, workflow_global_id
 from contracts.limits import MAX_COMMAND_DEPTH, NAME_PATTERN
@@ -52,13 +53,14 @@ STATUS_ORDER = (
     "queued", "running", "waiting", "waitingForPause", "paused", "rollingBack", "complete",
     "errored", "terminated",
 )  # fmt: skip
-Action = Literal["pause", "resume", "terminate", "restart"]
+Action = Literal["pause", "resume", "terminate", "restart", "delete"]
 ACTIONS: dict[str, tuple[str, frozenset[str]]] = {
     # action: (what the button says, the statuses it applies in)
     "pause": ("Pause", frozenset({"queued", "running", "waiting"})),
     "resume": ("Resume", frozenset({"paused", "waitingForPause"})),
     "terminate": ("Terminate", frozenset(NOT_TERMINAL)),
     "restart": ("Restart", frozenset(ALL_STATUSES)),
+    "delete": ("Delete", frozenset(TERMINAL)),
 }
 _NAME = re.compile(NAME_PATTERN)
 
@@ -507,7 +509,7 @@ async def act(
             title=f"{label} {instance_id}?",
             label=label,
             sentence=f"{label} instance",
-            danger=action in ("terminate", "restart"),
+            danger=action in ("terminate", "restart", "delete"),
             action_url=f"{_instance_url(request, *names)}/actions/{action}",
             instance_url=_instance_url(request, *names),
             instance_id=instance_id,
@@ -516,6 +518,8 @@ async def act(
             fields={},
             crumbs=_crumbs(request, *names[:2], instances=True, instance_id=instance_id),
         )
+    if action == "delete":
+        return await _delete(request, session, names, _command_id(form))
     command = ChangeStatus(
         command_id=_command_id(form),
         account_id=account_id,
@@ -525,6 +529,35 @@ async def act(
     )
     status_code, outcome = await _outcome(request, command, label)
     return await _after(request, session, names, status_code, outcome)
+
+
+async def _delete(
+    request: Request, session: Session, names: tuple[str, str, str], command_id: str
+) -> Response:
+    account_id, workflow_name, instance_id = names
+    command = DeleteInstance(
+        command_id=command_id,
+        account_id=account_id,
+        workflow_name=workflow_name,
+        instance_id=instance_id,
+    )
+    status_code, outcome = await _outcome(request, command, "Delete")
+    if not outcome["ok"]:
+        return await _after(request, session, names, status_code, outcome)
+    if status_code == 200:
+        outcome["text"] = f"Delete: accepted; instance {instance_id} is deleted."
+    instances_url = _instance_url(request, *names).rsplit("/", 1)[0]
+    return page(
+        request,
+        "deleted.html",
+        status_code=status_code,
+        session=session,
+        title=f"Instance {instance_id} deleted",
+        outcome=outcome,
+        workflow_name=workflow_name,
+        instances_url=instances_url,
+        crumbs=_crumbs(request, account_id, workflow_name, instances=True),
+    )
 
 
 def _payload(text: str) -> Any:

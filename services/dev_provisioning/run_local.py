@@ -7,8 +7,10 @@ The broker is resolved once, as `flowledger serve` would (FLOWLEDGER_KAFKA_BOOTS
 Docker, else the local broker of `flowledger kafka`), and both processes are pointed at it and
 at the same store (FLOWLEDGER_STORE, default the embedded SQLite file). Without worker
 arguments only the service runs. Ctrl-C reaches both processes (they share the terminal's
-process group): each drains and exits; a second Ctrl-C exits at once. When either exits on its
-own, the other is stopped too. A broker started here is stopped last.
+process group): each drains and exits; a second Ctrl-C exits at once. (`flowledger serve`
+is itself a supervisor with one child process per role, services/supervisor.py: it passes
+the Ctrl-C on to them, and stops them within its 25 s, inside the STOP_TIMEOUT_S below.)
+When either exits on its own, the other is stopped too. A broker started here is stopped last.
 """
 
 from __future__ import annotations

@@ -23,6 +23,12 @@ class InstanceNotFound(DomainError):
     code = "instance.not_found"
 
 
+class InstanceStillRunning(DomainError):
+    """Only a finished instance may be deleted: terminate it first."""
+
+    code = "instance.running"
+
+
 class WorkflowNotFound(DomainError):
     code = "workflow.not_found"
 

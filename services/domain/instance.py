@@ -23,6 +23,8 @@ from services.domain.errors import (
     AttemptTimedOut,
     CannotTerminate,
     InstanceFinished,
+    InstanceNotFound,
+    InstanceStillRunning,
     InvalidTransition,
     RestartStepNotFound,
     StepMismatch,
@@ -75,6 +77,8 @@ class WorkflowInstance(Aggregate):
     # Never assigned by a method: after every event, recorded or replayed, `Event.apply` takes
     # it from the transition table in contracts/status.py, the one the projections fold with.
     status: str
+    # Set by InstanceDeleted (the class default serves instances that never were deleted).
+    deleted: bool = False
 
     class Event(Aggregate.Event):
         def apply(self, aggregate: Any) -> None:
@@ -366,6 +370,56 @@ class WorkflowInstance(Aggregate):
         step.error = error
         step.ended_at = at
 
+    def record_step(
+        self,
+        *,
+        name: str,
+        config: dict[str, Any] | None,
+        output: Any,
+        start_run: bool,
+        complete_run: bool,
+        run_output: Any,
+        command_id: str,
+        at: datetime,
+    ) -> None:
+        """A step that succeeded at its first attempt, reported after it ran: the events of
+        begin_step, begin_attempt, end_attempt (success) and end_step, in that order, after
+        `start_run`'s RunStarted and before `complete_run`'s RunCompleted. Every guard is
+        checked before anything is recorded, raising what the separate commands would."""
+        self._require({st.QUEUED} if start_run else {st.RUNNING}, f"record step {name!r}")
+        open_step = self._open_step()
+        if open_step is not None:
+            raise StepMismatch(f"step {open_step.name!r} is still open; end it first")
+        if start_run:
+            self._run_started(command_id=command_id, at=at)
+        self._step_began(
+            name=name,
+            step_type="step",
+            count=1 + sum(1 for s in self.run.steps if s.name == name and s.type == "step"),
+            config=config or DEFAULT_STEP_CONFIG,
+            sleep_ms=None,
+            event_type=None,
+            wait_timeout=None,
+            command_id=command_id,
+            at=at,
+        )
+        step = self.run.steps[-1]
+        self._attempt_began(name=name, attempt=1, command_id=command_id, at=at)
+        self._end_attempt(step, True, output, None, command_id, at)
+        self._step_ended(
+            name=name,
+            step_type="step",
+            success=True,
+            output=output,
+            error=None,
+            command_id=command_id,
+            at=at,
+        )
+        if complete_run:
+            self._run_completed(
+                output=run_output, outcome=None, reasons=[], command_id=command_id, at=at
+            )
+
     def end_sleep(self, *, name: str | None, command_id: str, at: datetime) -> None:
         self._require({st.WAITING}, "end a sleep")
         step = self._open_step()
@@ -631,6 +685,29 @@ class WorkflowInstance(Aggregate):
             command_id=command_id,
             at=at,
         )
+
+    # --- deletion ------------------------------------------------------------------------------
+
+    def delete(self, *, reason: str, command_id: str, at: datetime) -> None:
+        """Only a finished instance (complete, errored, terminated) may be deleted."""
+        if self.deleted:
+            raise InstanceNotFound(f"instance {self.instance_id!r} was deleted")
+        if not self.is_terminal:
+            raise InstanceStillRunning(
+                f"the instance is {self.status}; only a finished instance (complete, errored, "
+                "terminated) can be deleted: terminate it first"
+            )
+        self._instance_deleted(reason=reason, command_id=command_id, at=at)
+
+    @event("InstanceDeleted")
+    def _instance_deleted(self, *, reason: str, command_id: str, at: datetime) -> None:
+        # The status stays as it was (the event is not in the transition table); every content
+        # field goes: params, the steps' outputs and errors, payloads, the run's output.
+        self.deleted = True
+        self.params = None
+        self.run = Run(number=self.run.number)
+        self.event_buffer = {}
+        self.resume_to = None
 
     @event("InstanceRestarted")
     def _instance_restarted(

@@ -19,6 +19,9 @@ class Workflow(Aggregate):
     @event("WorkflowRegistered")
     def __init__(
         self,
+        # Not keyword-only: eventsourcing's @event ignores the defaults of keyword-only
+        # parameters, and events stored before it carry none.
+        retention: dict[str, Any] | None = None,
         *,
         account_id: str,
         workflow_name: str,
@@ -31,6 +34,8 @@ class Workflow(Aggregate):
     ) -> None:
         self.account_id = account_id
         self.schedules = list(schedules or [])
+        # The default retention of the instances created from now on (None: kept forever).
+        self.retention = retention
         self.workflow_name = workflow_name
         self.versions: list[UUID] = [version_id]
         self.class_name = class_name
@@ -48,6 +53,7 @@ class Workflow(Aggregate):
 
     def deploy(
         self,
+        retention: dict[str, Any] | None = None,
         *,
         version_id: UUID,
         class_name: str | None,
@@ -57,6 +63,7 @@ class Workflow(Aggregate):
         schedules: list[str] | None = None,
     ) -> None:
         self._version_deployed(
+            retention,
             version_id=version_id,
             class_name=class_name,
             script_name=script_name,
@@ -68,6 +75,7 @@ class Workflow(Aggregate):
     @event("WorkflowVersionDeployed")
     def _version_deployed(
         self,
+        retention: dict[str, Any] | None = None,
         *,
         version_id: UUID,
         class_name: str | None,
@@ -78,6 +86,7 @@ class Workflow(Aggregate):
     ) -> None:
         self.versions.append(version_id)
         self.schedules = list(schedules or [])
+        self.retention = retention
         self.class_name = class_name
         self.script_name = script_name
         self.updated_at = at

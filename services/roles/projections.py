@@ -11,10 +11,13 @@ import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import Tracking
 
-from contracts.events import InstanceCreated, LifecycleEvent
+from contracts.events import InstanceCreated, InstanceDeleted, LifecycleEvent
+from contracts.keys import instance_global_id
+from projections.instance_status import is_gone
 from projections.read_models import READ_MODELS, ReadModel
 from services.application.notification_log import Batch, NotificationLog
 from services.roles.follower import FollowingRole, follower_for
@@ -28,6 +31,7 @@ KeyOf = Callable[[LifecycleEvent], str | None]
 
 
 Translated = list[tuple[int, LifecycleEvent]]  # (notification id, event)
+Prepared = tuple[list[Row], int | None, list[str]]  # rows, expected position, deleted keys
 
 
 class Projection:
@@ -53,8 +57,12 @@ class Projection:
     def position(self) -> int | None:
         return self.view.position()
 
-    def prepare(self, events: Translated, last_id: int) -> tuple[list[Row], int | None] | None:
-        """Blocking: the rows this batch changes, or None when the view is already past it."""
+    def prepare(
+        self, events: Translated, last_id: int
+    ) -> tuple[list[Row], int | None, list[str]] | None:
+        """Blocking: the rows this batch changes, the view's expected position and the keys
+        of the documents it deletes (a fold returned a tombstone: the instance was deleted);
+        None when the view is already past the batch."""
         if not self._expected_known:
             self._expected, self._expected_known = self.view.position(), True
         after = self._expected or 0
@@ -86,7 +94,9 @@ class Projection:
                 continue
             if doc is not None:
                 docs[key] = doc
-        return [_row(key, docs[key]) for key in touched if key in docs], self._expected
+        rows = [_row(key, docs[key]) for key in touched if key in docs and not is_gone(docs[key])]
+        gone = [key for key in touched if is_gone(docs.get(key))]
+        return rows, self._expected, gone
 
     def written(self, last_id: int) -> None:
         self._expected = last_id
@@ -111,8 +121,11 @@ class ProjectionGroup:
 
     name = "projections"
 
-    def __init__(self, projections: list[Projection]) -> None:
+    def __init__(
+        self, projections: list[Projection], erase: Callable[[list[UUID]], None] = lambda _: None
+    ) -> None:
         self.projections = projections
+        self._erase = erase
 
     def position(self) -> int | None:
         positions = [p.position() for p in self.projections]
@@ -123,13 +136,25 @@ class ProjectionGroup:
         last_id = batch.last_id
         prepared = [(p, p.prepare(batch.events, last_id)) for p in self.projections]
         writes = [(p, work) for p, work in prepared if work is not None]
-        if not writes:
-            return
+        if writes:
+            self._write(writes, last_id)
+        # After the views dropped their documents, so the scrub that follows the keys'
+        # destruction takes those rows too; also when the views were already past the batch
+        # (a crash after their commit): destroying a key twice changes nothing.
+        deleted = [
+            instance_global_id(e.account_id, e.workflow_name, e.instance_id)
+            for _, e in batch.events
+            if isinstance(e, InstanceDeleted)
+        ]
+        if deleted:
+            self._erase(deleted)
+
+    def _write(self, writes: list[tuple[Projection, Prepared]], last_id: int) -> None:
         try:
             with writes[0][0].view.transaction(commit=True) as cursor:
-                for projection, (rows, expected) in writes:
+                for projection, (rows, expected, gone) in writes:
                     tracking = Tracking(projection.name, last_id)
-                    projection.view.write_in(cursor, rows, tracking, expected)
+                    projection.view.write_in(cursor, rows, tracking, expected, gone)
         except ViewMoved:
             # A view was rebuilt under us: the follower re-reads the positions and goes on.
             for projection in self.projections:
@@ -186,6 +211,8 @@ class ProjectionsRole(FollowingRole):
             Projection(context.views[name], model, on_skip=skips.labels(name).inc)
             for name, model in READ_MODELS.items()
         ]
-        group = ProjectionGroup(self.projections)
+        # The projections follower destroys deleted instances' keys: at-least-once, after the
+        # InstanceDeleted event is stored, whichever role or process deleted the instance.
+        group = ProjectionGroup(self.projections, erase=context.app.erase)
         follower = follower_for(context, "projections", group.position, group.handle)
         super().__init__(follower, context.stopping)

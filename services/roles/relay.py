@@ -18,6 +18,8 @@ from collections.abc import Callable
 import msgspec
 from eventsourcing.persistence import Tracking, TrackingRecorder
 
+from contracts.erasure import withheld
+from contracts.events import LifecycleEvent
 from contracts.keys import kafka_key
 from services.application.notification_log import RELAY_POSITION, Batch
 from services.roles.follower import FollowingRole, follower_for
@@ -35,7 +37,13 @@ class Relay:
         events_topic: str,
         tracking: TrackingRecorder,
         on_parked: Callable[[Outgoing], None] = lambda _: None,
+        carry_content: bool = False,
     ) -> None:
+        # Nothing erasable goes on the topic, which Flowledger can never rewrite
+        # (contracts.erasure); content is read through the api while the instance exists.
+        self._prepare: Callable[[LifecycleEvent], LifecycleEvent] = (
+            (lambda e: e) if carry_content else withheld
+        )
         self._producer = producer
         self._topic = events_topic
         self._tracking = tracking
@@ -46,7 +54,7 @@ class Relay:
         return self._tracking.max_tracking_id(RELAY_POSITION)
 
     async def handle(self, batch: Batch) -> None:
-        events = [event for _, event in batch.events]
+        events = [self._prepare(event) for _, event in batch.events]
         parked = await self._producer.send_all(
             (
                 Outgoing(
@@ -75,7 +83,11 @@ class RelayRole(FollowingRole):
         topic = context.settings.topics.events
         parked = context.metrics.parked_messages.labels(topic).inc
         self.relay = Relay(
-            context.producer, topic, context.relay_tracking, on_parked=lambda _: parked()
+            context.producer,
+            topic,
+            context.relay_tracking,
+            on_parked=lambda _: parked(),
+            carry_content=context.settings.events_carry_content,
         )
         follower = follower_for(context, "relay", self.relay.position, self.relay.handle)
         super().__init__(follower, context.stopping)

@@ -4,7 +4,8 @@ It follows the notification log like the projections, folding each instance's li
 events into its timers (projections/timers.py), stored with the follower's position in one
 transaction (services/store/timer_table.py). A second loop fires the timers that are due: it
 publishes the command an engine would have sent (EndSleep, TimeOutWait, TimeOutAttempt,
-TimeOutInstance) on the commands topic, then marks the timers fired.
+TimeOutInstance; DeleteInstance with reason "retention" once a finished instance's retention
+passed) on the commands topic, then marks the timers fired.
 
 Delivery: at-least-once firing, exactly-once effect. A crash between publishing and marking
 fires the timer again after the restart with the same command id (derived from the timer),

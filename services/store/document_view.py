@@ -193,15 +193,26 @@ class DocumentView(TrackingRecorder, Generic[CursorT]):
             params += [query.after[0], query.after[0], query.after[1]]
         return " AND ".join(clauses), params
 
-    def write(self, rows: Iterable[Row], tracking: Tracking, expected: int | None) -> None:
+    def write(
+        self,
+        rows: Iterable[Row],
+        tracking: Tracking,
+        expected: int | None,
+        gone: Iterable[str] = (),
+    ) -> None:
         with self.transaction(commit=True) as cursor:
-            self.write_in(cursor, rows, tracking, expected)
+            self.write_in(cursor, rows, tracking, expected, gone)
 
     def write_in(
-        self, cursor: CursorT, rows: Iterable[Row], tracking: Tracking, expected: int | None
+        self,
+        cursor: CursorT,
+        rows: Iterable[Row],
+        tracking: Tracking,
+        expected: int | None,
+        gone: Iterable[str] = (),
     ) -> None:
-        """Upserts `rows` and records `tracking` in the caller's transaction, if the view is
-        still at `expected`.
+        """Upserts `rows`, deletes the documents keyed `gone` (a deleted instance's) and
+        records `tracking` in the caller's transaction, if the view is still at `expected`.
 
         The check makes a concurrent rebuild safe: a writer that read its documents before the
         rebuilt view was swapped in gets `ViewMoved` instead of overwriting newer documents.
@@ -213,6 +224,9 @@ class DocumentView(TrackingRecorder, Generic[CursorT]):
         values = [self.row_values(r) for r in rows]
         if values:
             cursor.executemany(self.upsert_statement(), values)
+        deleted = [[key] for key in gone]
+        if deleted:
+            cursor.executemany(f"DELETE FROM {self.table} WHERE key = {self.ph}", deleted)
         self.record_position(cursor, tracking)
 
     def upsert_statement(self) -> str:

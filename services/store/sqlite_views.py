@@ -28,6 +28,9 @@ class SQLiteDocumentView(DocumentView[SQLiteCursor], SQLiteTrackingRecorder):
         # "database is locked" if another connection committed in between (WAL snapshot).
         # A write statement first takes the lock, waiting for it as long as the lock timeout.
         cursor.execute(f"DELETE FROM {self.table} WHERE 0")
+        # Documents hold personal content: an updated or deleted row's old bytes are zeroed,
+        # not left in the page's free space (erasure, services/store/key_table.py).
+        cursor.execute("PRAGMA secure_delete = ON")
 
     def json_text(self, field: str) -> str:
         return f"json_extract(doc, '$.{safe_field(field)}')"

@@ -19,6 +19,7 @@ from flowledger.replay import InstanceHistory, RecordedStep
 from services.application.app import FlowledgerApplication
 from services.domain.instance import WorkflowInstance
 from services.infra.store_env import eventsourcing_env
+from services.store.key_table import open_key_table
 from services.store.schema_lock import schema_lock
 
 
@@ -74,13 +75,15 @@ class StoreHistory:
         self.app = app
 
     @classmethod
-    def open(cls, store_url: str, cache_size: int = 1_000) -> StoreHistory:
+    def open(cls, store_url: str, keks: list[bytes], cache_size: int = 1_000) -> StoreHistory:
         env = eventsourcing_env(store_url)
         if env["PERSISTENCE_MODULE"].endswith("sqlite"):
             Path(env["SQLITE_DBNAME"]).parent.mkdir(parents=True, exist_ok=True)
         env["AGGREGATE_CACHE_MAXSIZE"] = str(cache_size)
         with schema_lock(store_url):  # the service may be creating the tables right now
-            return cls(FlowledgerApplication(env=env))
+            app = FlowledgerApplication(env=env)
+            app.use_key_store(open_key_table(app.factory), keks)  # outputs are sealed
+            return cls(app)
 
     def load_blocking(
         self, account_id: str, workflow_name: str, instance_id: str
@@ -89,7 +92,7 @@ class StoreHistory:
             instance = self.app.get_instance(account_id, workflow_name, instance_id)
         except AggregateNotFoundError:
             return None
-        return history_of(instance)
+        return None if instance.deleted else history_of(instance)
 
     async def load(
         self, account_id: str, workflow_name: str, instance_id: str

@@ -43,7 +43,7 @@ async def start_worker(
     await ensure_topics(
         bootstrap, dict.fromkeys(topics.all(), settings.partitions), topics.configs()
     )
-    history = await asyncio.to_thread(StoreHistory.open, settings.store)
+    history = await asyncio.to_thread(StoreHistory.open, settings.store, settings.keks())
     channel = CommandChannel(bootstrap, topics.commands, topics.replies)
     runtime: WorkerRuntime | None = None
     try:

@@ -61,6 +61,8 @@ COMMANDS: dict[str, tuple[dict[str, Any], str]] = {
     "BeginAttempt": ({"instance_id": INSTANCE, "name": "charge"}, BY_INSTANCE),
     "EndAttempt": ({"instance_id": INSTANCE, "name": "charge", "success": True}, BY_INSTANCE),
     "EndStep": ({"instance_id": INSTANCE, "name": "charge"}, BY_INSTANCE),
+    "RecordStep": ({"instance_id": INSTANCE, "name": "charge"}, BY_INSTANCE),
+    "DeleteInstance": ({"instance_id": INSTANCE}, BY_INSTANCE),
     "EndSleep": ({"instance_id": INSTANCE}, BY_INSTANCE),
     "TimeOutWait": ({"instance_id": INSTANCE, "name": "wait"}, BY_INSTANCE),
     "TimeOutAttempt": ({"instance_id": INSTANCE, "name": "charge", "attempt": 1}, BY_INSTANCE),
@@ -91,6 +93,7 @@ EVENTS: dict[str, tuple[dict[str, Any], str]] = {
     "EventReceived": ({"event_type": "approved"}, BY_INSTANCE),
     "EventDelivered": ({"event_type": "approved"}, BY_INSTANCE),
     "RunCompleted": ({}, BY_INSTANCE),
+    "InstanceDeleted": ({"reason": "api"}, BY_INSTANCE),
     "RunFailed": ({"error": {"name": "Error", "message": "boom"}}, BY_INSTANCE),
 }
 

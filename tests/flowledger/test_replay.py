@@ -16,6 +16,9 @@ from flowledger.workflows import NonRetryableError, StepError, WorkflowEntrypoin
 from tests.flowledger.harness import InMemoryFlowledger
 
 FAST = {"retries": {"limit": 3, "delay": "1 second", "backoff": "constant"}, "timeout": "1 minute"}
+# A step whose config names a timeout is reported with the separate commands (BeginStep,
+# BeginAttempt, EndAttempt, EndStep): its attempt is in flight while its code runs.
+TIMED = {"timeout": "1 minute"}
 
 
 @pytest.fixture
@@ -270,7 +273,7 @@ async def test_pause_takes_effect_at_the_next_step_boundary(fl: InMemoryFlowledg
 
     class Pausable(WorkflowEntrypoint):
         async def run(self, event: Any, step: WorkflowStep) -> Any:
-            @step.do("one")
+            @step.do("one", config=TIMED)
             async def one() -> str:
                 ran.append("one")
                 if len(ran) == 1:  # a user pauses while the attempt is in flight
@@ -298,7 +301,7 @@ async def test_terminate_stops_the_run_before_its_next_step(fl: InMemoryFlowledg
 
     class Doomed(WorkflowEntrypoint):
         async def run(self, event: Any, step: WorkflowStep) -> Any:
-            @step.do("one")
+            @step.do("one", config=TIMED)
             async def one() -> None:
                 ran.append("one")
                 fl.do("ChangeStatus", "t1", action="terminate")
@@ -345,7 +348,7 @@ async def test_an_attempt_left_in_flight_is_taken_over_by_the_next_replay(
             self.hang = hang
 
         async def run(self, event: Any, step: WorkflowStep) -> Any:
-            @step.do("slow")
+            @step.do("slow", config=TIMED)
             async def slow() -> str:
                 runs.append("slow")
                 started.set()
@@ -381,7 +384,7 @@ async def test_an_engine_that_stopped_between_attempt_and_step_end_is_finished_w
 
     class Once(WorkflowEntrypoint):
         async def run(self, event: Any, step: WorkflowStep) -> Any:
-            @step.do("once")
+            @step.do("once", config=TIMED)
             async def once() -> int:
                 runs.append(1)
                 return 7
@@ -565,7 +568,7 @@ async def test_a_command_the_service_refuses_as_invalid_fails_the_run(
 ) -> None:
     class Huge(WorkflowEntrypoint):
         async def run(self, event: Any, step: WorkflowStep) -> Any:
-            @step.do("huge")
+            @step.do("huge", config=TIMED)
             async def huge() -> str:
                 return "x"
 

@@ -188,6 +188,9 @@ class Story:
             **self._common(), error=ev.ErrorData(name=name, message=message), timed_out=timed_out
         )
 
+    def deleted(self, reason: str = "api") -> ev.InstanceDeleted:
+        return ev.InstanceDeleted(**self._common(), reason=reason)
+
     def to_status(self, status: str) -> list[ev.LifecycleEvent]:
         """Events that leave a fresh instance in the given domain status (one of the nine)."""
         live: list[ev.LifecycleEvent] = [self.created({"n": 1}), self.started()]

@@ -41,7 +41,13 @@ from tests.services.domain.test_instance_stateful import (
 
 INSTANCE_MODELS = (cloudflare_instance, agent_run, onfido_run, staged_instance)
 # The events that leave the status as it was: every other one has a row in the table.
-LEAVE_STATUS = {"AttemptBegan", "EventReceived", "WorkflowRegistered", "WorkflowVersionDeployed"}
+LEAVE_STATUS = {
+    "AttemptBegan",
+    "EventReceived",
+    "InstanceDeleted",
+    "WorkflowRegistered",
+    "WorkflowVersionDeployed",
+}
 OUTCOMES = s.none() | s.sampled_from(["approved", "declined", "review", "escalate"])
 # None is the default config (5 retries); the others run out of retries soon.
 CONFIGS = s.none() | s.builds(

@@ -4,6 +4,7 @@ another account's instance, a rejected write, bad arguments) with a non-zero exi
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import pytest
 
 from tests.fixtures.cli import Ran, cli_env, finish_cli, run_cli, start_cli, wait_for_stderr
 from tests.fixtures.live_server import LiveServer, register_workflow
+from tests.fixtures.service import KafkaClient
 
 
 @dataclass
@@ -186,3 +188,31 @@ def test_the_parser_names_every_command() -> None:
         with pytest.raises(SystemExit) as done:
             main(argv)
         assert done.value.code == 0
+
+
+async def test_instances_delete_deletes_a_finished_instance_and_refuses_a_running_one(
+    op: Operator, live_kafka: KafkaClient
+) -> None:
+    wf, done, live = op.workflow, f"done-{uuid.uuid4().hex[:6]}", f"live-{uuid.uuid4().hex[:6]}"
+    for inst in (done, live):
+        ok(await op("instances", "create", wf, "--id", inst))
+    account = op.server.account_a
+    for inst, kinds in ((done, ("StartRun", "CompleteRun")), (live, ("StartRun",))):
+        for kind in kinds:
+            command = {"type": kind, "command_id": str(uuid.uuid4()), "account_id": account,
+                       "workflow_name": wf, "instance_id": inst}  # fmt: skip
+            await live_kafka.send(command)
+            assert (await live_kafka.reply(command["command_id"]))["outcome"] == "accepted"
+    for _ in range(150):  # progress sent straight to Kafka reaches the view asynchronously
+        shown = ok(await op("instances", "get", f"{wf}/{done}", "--json")).lines()[0]
+        if shown["status"] == "complete":
+            break
+        await asyncio.sleep(0.1)
+
+    refused = await op("instances", "delete", live, "-w", wf)
+    assert refused.code == 1 and "terminate it first" in refused.err
+    [line] = ok(await op("instances", "delete", done, "--json")).lines()
+    assert line == {"id": done, "workflow": wf, "deleted": True}
+    gone = await op("instances", "delete", f"{wf}/{done}")
+    assert gone.code == 1 and "instance.not_found" in gone.err
+    assert done not in ok(await op("instances", "list", "-w", wf)).out

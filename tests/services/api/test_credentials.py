@@ -24,9 +24,10 @@ from services.api import sdk_tokens
 from services.api.app import create_api
 from services.api.auth import ApiTokens
 from services.server import _banner, serve
-from services.settings import Settings, UnsafeSettings
+from services.settings import DEV_KEK, Settings, UnsafeSettings
 
 SECRET = uuid.uuid4().hex * 2
+KEK = base64.b64encode(os.urandom(32)).decode()
 FLOWLEDGER = Path(sys.executable).parent / "flowledger"
 
 
@@ -228,8 +229,23 @@ def test_a_deployment_needs_a_strong_sdk_token_secret_and_make_run_does_not() ->
         assert "tok-configured" not in str(raised.value)
         assert "short-secret" not in str(raised.value)
 
-    Settings(api_tokens="tok-configured=*", sdk_token_secret=SECRET).check_api_role()
+    Settings(
+        api_tokens="tok-configured=*", sdk_token_secret=SECRET, key_encryption_keys=KEK
+    ).check_api_role()
     Settings(api_tokens="").check_api_role()  # make run: a dev token and a random secret
+
+
+def test_a_deployment_needs_its_own_key_encryption_keys_and_make_run_does_not() -> None:
+    deployment = {"api_tokens": "tok-configured=*", "sdk_token_secret": SECRET}
+    for keys in ("", "not-base64!", base64.b64encode(b"short").decode()):
+        with pytest.raises(UnsafeSettings, match="FLOWLEDGER_KEY_ENCRYPTION_KEYS") as raised:
+            Settings(**deployment, key_encryption_keys=keys).check_api_role()
+        assert not keys or keys not in str(raised.value)  # a key is never echoed
+
+    newest, older = base64.b64encode(b"n" * 32).decode(), base64.b64encode(b"o" * 32).decode()
+    configured = Settings(**deployment, key_encryption_keys=f"{newest}, {older}")
+    assert configured.keks() == [b"n" * 32, b"o" * 32]
+    assert Settings(api_tokens="").keks() == [DEV_KEK]  # make run: the dev key, with a warning
 
 
 def test_a_configured_token_that_no_header_can_carry_is_refused_without_echoing_it() -> None:

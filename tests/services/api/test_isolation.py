@@ -188,6 +188,7 @@ def probes(method: str, template: str, t: Tenant) -> Iterator[Probe]:
         ("POST", f"{CF}/{{workflow_name}}/instances/{{instance_id}}/events/{{event_type}}"): {
             "x": 1
         },
+        ("DELETE", f"{CF}/{{workflow_name}}/instances/{{instance_id}}"): None,
         ("POST", "/v3.6/workflow_runs"): {
             "workflow_id": t.workflow_id,
             "applicant_id": t.applicant,

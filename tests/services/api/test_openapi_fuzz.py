@@ -64,13 +64,19 @@ async def asgi(live_service: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
 
 async def real_data(client: httpx.AsyncClient, kafka: KafkaClient, s: LiveServer) -> dict[str, str]:
     """In account A: a workflow, an instance with a finished step "charge", another instance
-    for status edits (which may end it), and an Onfido run. Values to pin requests to."""
+    for status edits (which may end it), a terminated one to delete, and an Onfido run.
+    Values to pin requests to."""
     workflow = f"fz-{uuid.uuid4().hex[:8]}"
     registered = await register_workflow(client, s.account_a, workflow, s.token_a)
     instance, edited = f"fz-{uuid.uuid4().hex[:8]}", f"fz-{uuid.uuid4().hex[:8]}"
+    doomed = f"fz-{uuid.uuid4().hex[:8]}"
     created = await client.post(
         f"/client/v4/accounts/{s.account_a}/workflows/{workflow}/instances/batch",
-        json=[{"instance_id": instance, "params": {"n": 1}}, {"instance_id": edited}],
+        json=[
+            {"instance_id": instance, "params": {"n": 1}},
+            {"instance_id": edited},
+            {"instance_id": doomed},
+        ],
         headers={"Authorization": f"Bearer {s.token_a}"},
     )
     assert created.status_code == 200, created.text
@@ -81,6 +87,7 @@ async def real_data(client: httpx.AsyncClient, kafka: KafkaClient, s: LiveServer
         ("EndAttempt", {"name": "charge", "success": True, "output": {"ok": 1}}),
         ("EndStep", {"name": "charge", "output": {"ok": 1}}),
     ]
+    engine.append(("ChangeStatus", {"action": "terminate", "instance_id": doomed}))
     for kind, fields in engine:
         command = {
             "type": kind,
@@ -104,14 +111,17 @@ async def real_data(client: httpx.AsyncClient, kafka: KafkaClient, s: LiveServer
         "workflow_uuid": registered["id"],
         "instance_id": instance,
         "edited_instance_id": edited,
+        "doomed_instance_id": doomed,
         "global_id": str(instance_global_id(s.account_a, workflow, instance)),
         "workflow_run_id": run.json()["id"],
         "event_type": "approval",
     }
 
 
-def pins_for(path: str, names: list[str], real: dict[str, str]) -> dict[str, str]:
+def pins_for(path: str, method: str, names: list[str], real: dict[str, str]) -> dict[str, str]:
     pins = {name: real[name] for name in names if name in real}
+    if method == "DELETE" and "instance_id" in names:
+        pins["instance_id"] = real["doomed_instance_id"]  # finished, so it may be deleted
     if "run_id" in names:
         pins["run_id"] = real["global_id"]
     if "instance_id" in names and path.startswith("/v1/"):
@@ -224,7 +234,7 @@ async def test_fuzzed_requests_get_no_5xx_and_only_documented_statuses_and_shape
         names = [p.name for p in operation.path_parameters]
         # Paths under /client/v4 name their account: the `*` token may see any of them.
         anywhere = s.token_all if operation.path.startswith("/client/v4/") else s.token_a
-        pins = pins_for(operation.path, names, real)
+        pins = pins_for(operation.path, operation.method.upper(), names, real)
         tweak = tweak_for(operation.path, operation.method.upper(), real)
         runs: list[tuple[GenerationMode, dict[str, str], Callable[[Case], None] | None, str]] = [
             (GenerationMode.POSITIVE, {}, None, anywhere),

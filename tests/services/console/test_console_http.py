@@ -227,3 +227,34 @@ async def test_forms_elsewhere_are_still_refused_by_the_body_guard(
         headers={"Authorization": f"Bearer {live_service.token_a}"},
     )
     assert answer.status_code == 415
+
+
+async def test_a_finished_instance_is_deleted_after_confirmation_with_the_csrf_token(
+    client: httpx.AsyncClient, live_service: LiveServer
+) -> None:
+    account = live_service.account_a
+    workflow, instance = await instance_of(client, live_service, account)
+    await sign_in(client, live_service.token_a)
+    url = f"/console/accounts/{account}/workflows/{workflow}/instances/{instance}"
+    api = f"/client/v4/accounts/{account}/workflows/{workflow}/instances/{instance}"
+    bearer = {"Authorization": f"Bearer {live_service.token_a}"}
+    assert 'id="action-delete"' not in (await client.get(url)).text  # queued: not finished
+    terminated = await client.patch(f"{api}/status", json={"status": "terminate"}, headers=bearer)
+    assert terminated.status_code == 200, terminated.text
+    page = await client.get(url)
+    assert 'id="action-delete"' in page.text
+    csrf = _hidden(page.text, "csrf_token")
+
+    command = {"confirmed": "yes", "command_id": str(uuid.uuid4())}
+    refused = await client.post(f"{url}/actions/delete", data=command)
+    assert refused.status_code == 403 and "CSRF" in refused.text
+    asked = await client.post(f"{url}/actions/delete", data={"csrf_token": csrf})
+    assert asked.status_code == 200 and 'name="confirmed" value="yes"' in asked.text
+    assert "Yes, delete" in asked.text
+    assert (await client.get(api, headers=bearer)).status_code == 200  # asking changed nothing
+    done = await client.post(
+        f"{url}/actions/delete", data={**command, "csrf_token": _hidden(asked.text, "csrf_token")}
+    )
+    assert done.status_code == 200 and f"instance {instance} is deleted" in done.text
+    assert (await client.get(url)).status_code == 404
+    assert (await client.get(api, headers=bearer)).status_code == 404

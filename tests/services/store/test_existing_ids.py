@@ -16,8 +16,9 @@ from services.bootstrap import build_application
 from services.domain.instance import WorkflowInstance
 from services.domain.workflow import Workflow
 from services.infra.store_env import eventsourcing_env
-from services.settings import Settings
+from services.settings import DEV_KEK, Settings
 from services.store.existing_ids import SQLITE_CHUNK, existing_ids
+from services.store.key_table import open_key_table
 
 
 @pytest.fixture
@@ -71,6 +72,7 @@ def test_the_application_is_wired_with_the_one_query_port(app: FlowledgerApplica
 
 def test_the_default_port_without_sql_gives_the_same_answer(store_url: str, new_id: str) -> None:
     plain = FlowledgerApplication(env=eventsourcing_env(store_url))
+    plain.use_key_store(open_key_table(plain.factory), [DEV_KEK])
     try:
         assert plain.existing_ids == plain.existing_ids_one_by_one  # nothing plugged in
         present, absent = _stored(plain, f"acc{new_id}")

@@ -1,0 +1,226 @@
+"""Crypto-shredding: every instance's personal content is stored encrypted with a key of its own.
+
+An event store keeps everything forever, so deleting an instance cannot remove its events;
+instead each instance gets a random data key, and the fields `contracts.erasure` names are
+stored sealed with it (AES-GCM, `cryptography`). Deleting the instance destroys the key: the
+history stays and folds, its content reads back as `ERASED`. Data keys are stored wrapped by a
+key-encryption key (KEK, a setting) in a table beside the events (`services.store.key_table`),
+so a copy of the database alone reads nothing either.
+
+The mapper does the sealing, so the aggregate, the folds and the handlers never see it.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+from uuid import UUID
+
+import msgspec
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from eventsourcing.persistence import Mapper, StoredEvent
+from eventsourcing.utils import get_topic
+
+from contracts.erasure import ERASED, SEALED_FIELDS
+
+# A sealed value in a stored event: NUL, which no client text may hold (`contracts.text`),
+# then base64 of nonce + ciphertext. No client value can pass for one.
+SEALED_PREFIX = "\x00sealed:"
+NONCE_BYTES = 12
+
+
+class KeyStore(Protocol):
+    """Where wrapped data keys live (the port; SQL in `services.store.key_table`)."""
+
+    def fetch(self, ids: Collection[UUID]) -> dict[UUID, bytes]:
+        """The wrapped keys of those of `ids` that have one."""
+
+    def add(self, wrapped: Mapping[UUID, bytes]) -> dict[UUID, bytes]:
+        """Stores the keys of ids that have none; returns the stored key of every id given
+        (another writer's, if it stored one first)."""
+
+    def destroy(self, ids: Collection[UUID]) -> None:
+        """Removes the keys for good, leaving no readable copy in the database's files."""
+
+
+class MemoryKeyStore:
+    """For applications on the in-memory event store (unit tests)."""
+
+    def __init__(self) -> None:
+        self._keys: dict[UUID, bytes] = {}
+
+    def fetch(self, ids: Collection[UUID]) -> dict[UUID, bytes]:
+        return {i: self._keys[i] for i in ids if i in self._keys}
+
+    def add(self, wrapped: Mapping[UUID, bytes]) -> dict[UUID, bytes]:
+        for aggregate_id, key in wrapped.items():
+            self._keys.setdefault(aggregate_id, key)
+        return self.fetch(list(wrapped))
+
+    def destroy(self, ids: Collection[UUID]) -> None:
+        for aggregate_id in ids:
+            self._keys.pop(aggregate_id, None)
+
+
+class KeyRing:
+    """Data keys by aggregate id: created on first need, unwrapped once, cached (LRU).
+
+    `keks` are key-encryption keys, newest first: new keys are wrapped with the first, and any
+    of them may unwrap (rotation: a new KEK first, the old ones after it; docs/erasure.md).
+    Thread-safe: the roles of one process call the application from several threads.
+    """
+
+    def __init__(self, store: KeyStore, keks: Sequence[bytes], cache_size: int = 10_000) -> None:
+        if not keks:
+            raise ValueError("at least one key-encryption key is needed")
+        self.store = store
+        self._keks = [AESGCM(k) for k in keks]
+        self._cache: OrderedDict[UUID, AESGCM] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def cipher(self, aggregate_id: UUID, *, create: bool) -> AESGCM | None:
+        """The aggregate's data key; None if it has none (never had, or destroyed) and not
+        `create`."""
+        with self._lock:
+            cached = self._cache.get(aggregate_id)
+            if cached is not None:
+                self._cache.move_to_end(aggregate_id)
+                return cached
+        if create:
+            self.prepare([aggregate_id])
+        else:
+            self._load(self.store.fetch([aggregate_id]))
+        with self._lock:
+            return self._cache.get(aggregate_id)
+
+    def prepare(self, ids: Iterable[UUID]) -> None:
+        """Makes sure each of `ids` has a key, in one read and at most one write: a batch of
+        commands asks for all its new instances at once, not one round trip each."""
+        with self._lock:
+            missing = [i for i in dict.fromkeys(ids) if i not in self._cache]
+        if not missing:
+            return
+        found = self.store.fetch(missing)
+        new = {i: self._wrap(i, AESGCM.generate_key(256)) for i in missing if i not in found}
+        if new:
+            found.update(self.store.add(new))
+        self._load(found)
+
+    def destroy(self, ids: Collection[UUID]) -> None:
+        self.store.destroy(ids)
+        self.forget(ids)
+
+    def forget(self, ids: Iterable[UUID]) -> None:
+        with self._lock:
+            for aggregate_id in ids:
+                self._cache.pop(aggregate_id, None)
+
+    def _load(self, wrapped: Mapping[UUID, bytes]) -> None:
+        keys = {i: AESGCM(self._unwrap(i, w)) for i, w in wrapped.items()}
+        with self._lock:
+            for aggregate_id, cipher in keys.items():
+                self._cache[aggregate_id] = cipher
+                self._cache.move_to_end(aggregate_id)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+
+    def _wrap(self, aggregate_id: UUID, key: bytes) -> bytes:
+        nonce = os.urandom(NONCE_BYTES)
+        return nonce + self._keks[0].encrypt(nonce, key, aggregate_id.bytes)
+
+    def _unwrap(self, aggregate_id: UUID, wrapped: bytes) -> bytes:
+        nonce, body = wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:]
+        for kek in self._keks:
+            try:
+                return kek.decrypt(nonce, body, aggregate_id.bytes)
+            except InvalidTag:
+                continue
+        raise UnknownKeyEncryptionKey(
+            f"no configured key-encryption key opens the data key of {aggregate_id}: "
+            "FLOWLEDGER_KEY_ENCRYPTION_KEYS must list the key it was wrapped with"
+        )
+
+
+class UnknownKeyEncryptionKey(Exception):
+    """A data key wrapped by a KEK that is not configured: refusing beats reading `ERASED`."""
+
+
+class SealingMapper(Mapper[UUID]):
+    """The library's mapper, sealing and opening the fields `SEALED_FIELDS` names."""
+
+    keyring: KeyRing | None = None
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        paths = SEALED_FIELDS.get(type(domain_event).__name__)
+        if not paths:
+            return super().to_stored_event(domain_event)
+        state = dict(vars(domain_event))
+        originator_id: UUID = state.pop("originator_id")
+        version: int = state.pop("originator_version")
+        cipher = self._keys().cipher(originator_id, create=True)
+        if cipher is None:
+            raise RuntimeError(f"no data key could be made for {originator_id}")
+        for path in paths:
+            _replace(state, path, lambda v, p=path: _seal(cipher, originator_id, version, p, v))
+        stored_state = self.transcoder.encode(state)
+        if self.compressor:
+            stored_state = self.compressor.compress(stored_state)
+        if self.cipher:
+            stored_state = self.cipher.encrypt(stored_state)
+        return StoredEvent(originator_id, version, get_topic(type(domain_event)), stored_state)
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        domain_event = super().to_domain_event(stored_event)
+        paths = SEALED_FIELDS.get(type(domain_event).__name__)
+        if paths:
+            state = domain_event.__dict__  # frozen dataclass: filled in place, as the library does
+            originator_id, version = domain_event.originator_id, domain_event.originator_version
+            cipher = self._keys().cipher(originator_id, create=False)
+            for path in paths:
+                _replace(state, path, lambda v, p=path: _open(cipher, originator_id, version, p, v))
+        return domain_event
+
+    def _keys(self) -> KeyRing:
+        if self.keyring is None:
+            raise RuntimeError("no key ring: the composition root must call use_key_store()")
+        return self.keyring
+
+
+def _replace(state: dict[str, Any], path: tuple[str, ...], change: Any) -> None:
+    """Applies `change` to the value at `path`, if there is one (None stays None)."""
+    if len(path) == 1:
+        if state.get(path[0]) is not None:
+            state[path[0]] = change(state[path[0]])
+        return
+    outer = state.get(path[0])
+    if isinstance(outer, dict) and outer.get(path[1]) is not None:
+        state[path[0]] = {**outer, path[1]: change(outer[path[1]])}
+
+
+def _aad(originator_id: UUID, version: int, path: tuple[str, ...]) -> bytes:
+    # Binds a sealed value to its place: it cannot be moved to another event or field.
+    return f"{originator_id}:{version}:{'.'.join(path)}".encode()
+
+
+def _seal(cipher: AESGCM, originator_id: UUID, version: int, path: tuple[str, ...], v: Any) -> str:
+    nonce = os.urandom(NONCE_BYTES)
+    body = cipher.encrypt(nonce, msgspec.json.encode(v), _aad(originator_id, version, path))
+    return SEALED_PREFIX + base64.b64encode(nonce + body).decode()
+
+
+def _open(
+    cipher: AESGCM | None, originator_id: UUID, version: int, path: tuple[str, ...], v: Any
+) -> Any:
+    if not (isinstance(v, str) and v.startswith(SEALED_PREFIX)):
+        return v  # stored before sealing, or not sealed
+    if cipher is None:
+        return ERASED
+    raw = base64.b64decode(v[len(SEALED_PREFIX) :])
+    nonce, body = raw[:NONCE_BYTES], raw[NONCE_BYTES:]
+    return msgspec.json.decode(cipher.decrypt(nonce, body, _aad(originator_id, version, path)))

@@ -1,0 +1,172 @@
+"""The instances' wrapped data keys, in a table beside the event store (the `KeyStore` port of
+`services.application.sealing`), and the scrubbing that makes a destroyed key, or a deleted
+read-model row, unreadable in the database's files too.
+
+Deleting a row does not erase its bytes: SQLite leaves them in free space and in the WAL,
+PostgreSQL in dead tuples until vacuumed. So on SQLite every write that may free personal
+content runs with `secure_delete` (freed space is zeroed; the views do it too), and after
+keys are destroyed the WAL is checkpointed and truncated, so no old frame keeps a copy. On
+PostgreSQL the tables that held the content are vacuumed after a deletion, which removes the
+dead tuples (docs/erasure.md says what VACUUM does not promise).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import InfrastructureFactory
+from eventsourcing.postgres import PostgresFactory
+from eventsourcing.sqlite import SQLiteFactory
+from psycopg.sql import SQL, Identifier
+
+log = logging.getLogger(__name__)
+
+TABLE = "instance_keys"
+SQLITE_CHUNK = 500  # under SQLite's limit on bound parameters
+RESCRUB_AFTER_S = (2.0, 15.0)
+CHECKPOINT_ATTEMPTS = 50  # a reader's open snapshot holds the WAL; it ends within moments
+
+
+class SQLiteKeyTable:
+    def __init__(self, factory: SQLiteFactory) -> None:
+        self.datastore = factory.datastore
+
+    def create_table(self) -> None:
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {TABLE} "
+                "(aggregate_id TEXT PRIMARY KEY, wrapped BLOB NOT NULL)"
+            )
+
+    def fetch(self, ids: Collection[UUID]) -> dict[UUID, bytes]:
+        found: dict[UUID, bytes] = {}
+        hex_ids = [i.hex for i in ids]
+        with self.datastore.transaction(commit=False) as cursor:
+            for start in range(0, len(hex_ids), SQLITE_CHUNK):
+                chunk = hex_ids[start : start + SQLITE_CHUNK]
+                cursor.execute(
+                    f"SELECT aggregate_id, wrapped FROM {TABLE} "
+                    f"WHERE aggregate_id IN ({', '.join('?' * len(chunk))})",
+                    chunk,
+                )
+                rows = cursor.fetchall()
+                found.update({UUID(r["aggregate_id"]): bytes(r["wrapped"]) for r in rows})
+        return found
+
+    def add(self, wrapped: Mapping[UUID, bytes]) -> dict[UUID, bytes]:
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.executemany(
+                f"INSERT OR IGNORE INTO {TABLE} (aggregate_id, wrapped) VALUES (?, ?)",
+                [(i.hex, w) for i, w in wrapped.items()],
+            )
+        return self.fetch(list(wrapped))
+
+    def destroy(self, ids: Collection[UUID]) -> None:
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute("PRAGMA secure_delete = ON")
+            cursor.executemany(
+                f"DELETE FROM {TABLE} WHERE aggregate_id = ?", [(i.hex,) for i in ids]
+            )
+        self.scrub()
+
+    def scrub(self) -> None:
+        """Copies the WAL into the database file and truncates it to nothing: the frames that
+        held deleted rows (and the zeroed pages that replaced them) leave no copy behind."""
+        for _ in range(CHECKPOINT_ATTEMPTS):
+            with self.datastore.transaction(commit=False) as cursor:
+                cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                busy = cursor.fetchone()[0]
+            if not busy:
+                return
+            time.sleep(0.1)
+        log.warning("the WAL could not be truncated after an erasure: a reader held it")
+
+
+class PostgresKeyTable:
+    def __init__(self, factory: PostgresFactory, scrubbed_tables: Sequence[str] = ()) -> None:
+        self.datastore = factory.datastore
+        self._table = Identifier(self.datastore.schema, TABLE)
+        self._scrubbed = [Identifier(self.datastore.schema, t) for t in (TABLE, *scrubbed_tables)]
+
+    def create_table(self) -> None:
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {} "
+                    "(aggregate_id uuid PRIMARY KEY, wrapped bytea NOT NULL)"
+                ).format(self._table)
+            )
+
+    def fetch(self, ids: Collection[UUID]) -> dict[UUID, bytes]:
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                SQL("SELECT aggregate_id, wrapped FROM {} WHERE aggregate_id = ANY(%s)").format(
+                    self._table
+                ),
+                [list(ids)],
+            )
+            return {UUID(str(r["aggregate_id"])): bytes(r["wrapped"]) for r in cursor.fetchall()}
+
+    def add(self, wrapped: Mapping[UUID, bytes]) -> dict[UUID, bytes]:
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.executemany(
+                SQL(
+                    "INSERT INTO {} (aggregate_id, wrapped) VALUES (%s, %s) "
+                    "ON CONFLICT (aggregate_id) DO NOTHING"
+                ).format(self._table),
+                list(wrapped.items()),
+            )
+        return self.fetch(list(wrapped))
+
+    def destroy(self, ids: Collection[UUID]) -> None:
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(
+                SQL("DELETE FROM {} WHERE aggregate_id = ANY(%s)").format(self._table), [list(ids)]
+            )
+        self.scrub()
+        # VACUUM keeps a dead tuple that an open transaction's snapshot may still see; such
+        # snapshots end within moments, so the tables are vacuumed again a little later.
+        for delay in RESCRUB_AFTER_S:
+            timer = threading.Timer(delay, self._scrub_quietly)
+            timer.daemon = True
+            timer.start()
+
+    def _scrub_quietly(self) -> None:
+        try:
+            self.scrub()
+        except Exception:  # the store may be away or closed; the next deletion scrubs again
+            log.warning("a delayed scrub after an erasure failed", exc_info=True)
+
+    def scrub(self) -> None:
+        """Vacuums the tables that held the deleted content: their dead tuples are removed,
+        so no query, not even one reading raw heap items, returns them."""
+        with self.datastore.get_connection() as conn:  # autocommit: VACUUM runs outside one
+            for table in self._scrubbed:
+                name = table.as_string(conn)
+                exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL AS e", [name]).fetchone()
+                if exists and exists["e"]:  # a read model this process never opened may be absent
+                    conn.execute(SQL("VACUUM {}").format(table))
+
+
+KeyTable = SQLiteKeyTable | PostgresKeyTable
+
+
+def open_key_table(
+    factory: InfrastructureFactory[Any], scrubbed_tables: Sequence[str] = ()
+) -> KeyTable:
+    """The key table on the same datastore as the event store behind `factory`, created if
+    missing; `scrubbed_tables` (the read models) are vacuumed after keys are destroyed."""
+    table: KeyTable
+    if isinstance(factory, PostgresFactory):
+        table = PostgresKeyTable(factory, scrubbed_tables)
+    elif isinstance(factory, SQLiteFactory):
+        table = SQLiteKeyTable(factory)
+    else:
+        raise TypeError(f"no key table for the event store of {type(factory).__name__}")
+    table.create_table()
+    return table
