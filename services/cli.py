@@ -51,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     projections.add_argument("action", choices=["rebuild"])
     projections.add_argument("name", nargs="?", help="one read model; all when omitted")
 
+    keys = sub.add_parser("keys", help="the instances' data keys (docs/erasure.md)")
+    keys.add_argument(
+        "action", choices=["rewrap"], help="wrap every data key with the newest KEK (rotation)"
+    )
+
     schemas = sub.add_parser("schemas", help="regenerate schemas/ from the contracts")
     schemas.add_argument("--out", default="schemas")
 
@@ -81,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             return _kafka(settings, args.action)
         if args.command == "projections":
             return _rebuild(settings, args.name)
+        if args.command == "keys":
+            return _rewrap(settings)
         if args.command == "publish":
             return _example() if args.example else _publish(settings, args)
         if args.command in cli_operator.OPERATOR_COMMANDS:
@@ -155,6 +162,21 @@ def _bootstrap(settings: Settings) -> str | None:
             file=sys.stderr,
         )
     return bootstrap
+
+
+def _rewrap(settings: Settings) -> int:
+    """After a new KEK was put first in FLOWLEDGER_KEY_ENCRYPTION_KEYS: once this ran, the
+    older KEKs may be dropped from the list."""
+    from services.bootstrap import build_application
+    from services.store.schema_lock import schema_lock
+
+    with schema_lock(settings.store):
+        app = build_application(settings)
+    try:
+        print(f"rewrapped {app.keyring.rewrap_all()} data keys with the newest key")
+    finally:
+        app.close()
+    return 0
 
 
 def _rebuild(settings: Settings, name: str | None) -> int:

@@ -47,6 +47,12 @@ class KeyStore(Protocol):
     def destroy(self, ids: Collection[UUID]) -> None:
         """Removes the keys for good, leaving no readable copy in the database's files."""
 
+    def scan(self, after: UUID | None, limit: int) -> list[tuple[UUID, bytes]]:
+        """Up to `limit` wrapped keys, in id order, after `after` (rotation walks them all)."""
+
+    def replace(self, wrapped: Mapping[UUID, bytes]) -> None:
+        """Overwrites the wrapped form of existing keys (rotation); absent ids stay absent."""
+
 
 class MemoryKeyStore:
     """For applications on the in-memory event store (unit tests)."""
@@ -65,6 +71,15 @@ class MemoryKeyStore:
     def destroy(self, ids: Collection[UUID]) -> None:
         for aggregate_id in ids:
             self._keys.pop(aggregate_id, None)
+
+    def scan(self, after: UUID | None, limit: int) -> list[tuple[UUID, bytes]]:
+        ids = sorted(i for i in self._keys if after is None or i > after)[:limit]
+        return [(i, self._keys[i]) for i in ids]
+
+    def replace(self, wrapped: Mapping[UUID, bytes]) -> None:
+        for aggregate_id, key in wrapped.items():
+            if aggregate_id in self._keys:
+                self._keys[aggregate_id] = key
 
 
 class KeyRing:
@@ -115,6 +130,15 @@ class KeyRing:
     def destroy(self, ids: Collection[UUID]) -> None:
         self.store.destroy(ids)
         self.forget(ids)
+
+    def rewrap_all(self, batch: int = 500) -> int:
+        """Wraps every stored data key with the newest KEK, so older KEKs can be retired;
+        returns how many. Safe beside a running service: a data key itself never changes."""
+        done, after = 0, None
+        while page := self.store.scan(after, batch):
+            self.store.replace({i: self._wrap(i, self._unwrap(i, w)) for i, w in page})
+            done, after = done + len(page), page[-1][0]
+        return done
 
     def forget(self, ids: Iterable[UUID]) -> None:
         with self._lock:

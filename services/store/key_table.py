@@ -74,6 +74,23 @@ class SQLiteKeyTable:
             )
         self.scrub()
 
+    def scan(self, after: UUID | None, limit: int) -> list[tuple[UUID, bytes]]:
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                f"SELECT aggregate_id, wrapped FROM {TABLE} WHERE aggregate_id > ? "
+                "ORDER BY aggregate_id LIMIT ?",
+                [after.hex if after else "", limit],
+            )
+            return [(UUID(r["aggregate_id"]), bytes(r["wrapped"])) for r in cursor.fetchall()]
+
+    def replace(self, wrapped: Mapping[UUID, bytes]) -> None:
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute("PRAGMA secure_delete = ON")  # the old wrapping leaves no copy
+            cursor.executemany(
+                f"UPDATE {TABLE} SET wrapped = ? WHERE aggregate_id = ?",
+                [(w, i.hex) for i, w in wrapped.items()],
+            )
+
     def scrub(self) -> None:
         """Copies the WAL into the database file and truncates it to nothing: the frames that
         held deleted rows (and the zeroed pages that replaced them) leave no copy behind."""
@@ -141,6 +158,24 @@ class PostgresKeyTable:
             self.scrub()
         except Exception:  # the store may be away or closed; the next deletion scrubs again
             log.warning("a delayed scrub after an erasure failed", exc_info=True)
+
+    def scan(self, after: UUID | None, limit: int) -> list[tuple[UUID, bytes]]:
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                SQL(
+                    "SELECT aggregate_id, wrapped FROM {} WHERE %s::uuid IS NULL "
+                    "OR aggregate_id > %s::uuid ORDER BY aggregate_id LIMIT %s"
+                ).format(self._table),
+                [after, after, limit],
+            )
+            return [(UUID(str(r["aggregate_id"])), bytes(r["wrapped"])) for r in cursor.fetchall()]
+
+    def replace(self, wrapped: Mapping[UUID, bytes]) -> None:
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.executemany(
+                SQL("UPDATE {} SET wrapped = %s WHERE aggregate_id = %s").format(self._table),
+                [(w, i) for i, w in wrapped.items()],
+            )
 
     def scrub(self) -> None:
         """Vacuums the tables that held the deleted content: their dead tuples are removed,
