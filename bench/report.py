@@ -122,6 +122,10 @@ def workflow_figures(workflow: dict[str, Any]) -> dict[str, Any]:
         "workflow_runs_per_s": runs.get("runs_per_s"),
         "workflow_complete": runs.get("complete"),
         "workflow_commands_per_run": runs.get("commands_per_run"),
+        **{
+            f"workflow_cpu_us_per_run_{name}": us
+            for name, us in runs.get("cpu_us_per_run", {}).items()
+        },
         "workflow_rate": paced.get("rate"),
         "workflow_p50_ms": paced.get("readable_p50_ms"),
         "workflow_p95_ms": paced.get("readable_p95_ms"),

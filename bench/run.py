@@ -34,7 +34,7 @@ from bench import baselines, report, workflow_phase
 from bench.infra import kafka_broker, postgres_server, store_url
 from bench.load import Probe, probe
 from bench.profile import Profiler, hot_spots
-from bench.service import Deployment, cpu_by_member, start, start_workers
+from bench.service import TOPOLOGIES, Deployment, cpu_by_member, start, start_workers
 from contracts.topics import Topics
 from services.infra.kafka_topics import ensure_topics
 from services.settings import Settings
@@ -128,11 +128,16 @@ async def run_topology(
     # Declared before anyone subscribes: a consumer must never auto-create a 1-partition topic.
     await ensure_topics(bootstrap, dict.fromkeys(Topics(prefix).all(), plan.partitions))
     deployment = Deployment(topology, prefix)
-    profiler: Profiler | None = None
+    profilers: list[Profiler] = []
     try:
         await start(deployment, store, bootstrap, run_dir)
         if profile_to is not None:
-            profiler = Profiler(deployment.api.process.pid, profile_to)
+            # The api's process; with one process per role, every process, one file each.
+            members = deployment.members if topology == "per_role" else [deployment.api]
+            profilers = [
+                Profiler(m.process.pid, _profile_file(profile_to, m.roles, topology))
+                for m in members
+            ]
         async with probe(bootstrap, deployment) as client:
             await client.wait_started()
             await client.register_and_warm_up(WARM_UP_COMMANDS)
@@ -141,16 +146,16 @@ async def run_topology(
                 measured["workflow"] = await run_workflows(plan, client, deployment, run_dir)
             if "commands" not in plan.phases:
                 return measured
-            if profiler is not None and not profiler.start():
+            if profilers and not all([p.start() for p in profilers]):
                 say("py-spy not found: `pip install -e '.[bench]'`; no profile")
-                profiler = None
+                profilers = []
             say(f"  throughput: {burst:,} creates at once")
             cpu_before = cpu_by_member(deployment)
             throughput = await client.throughput(burst, timeout_s=4 * plan.bench_seconds + 60)
             throughput["cpu_us_per_command"] = cpu_per_command(
                 cpu_before, cpu_by_member(deployment), throughput["replied"]
             )
-            if profiler is not None:
+            for profiler in profilers:
                 profiler.stop()
             say(f"  -> {throughput['e2e_commands_per_s']:,} cmd/s")
             # At half the measured capacity first (no backlog: the pipeline's own latency),
@@ -165,7 +170,7 @@ async def run_topology(
                 **measured,
             }
     finally:
-        if profiler is not None:
+        for profiler in profilers:
             profiler.stop()
         deployment.stop()
 
@@ -201,9 +206,12 @@ async def run_workflows(
             await workflow_phase.warm_up(client, seen, WARM_UP_RUNS, timeout_s=90)
             burst = plan.workflow_burst
             say(f"  workflow throughput: {burst:,} one-step runs created at once")
+            cpu_before = cpu_by_member(deployment)
             runs = await workflow_phase.throughput(
                 client, seen, burst, timeout_s=4 * plan.bench_seconds + 60
             )
+            # Per run, not per command: a run is `commands_per_run` commands.
+            runs["cpu_us_per_run"] = cpu_per_command(cpu_before, cpu_by_member(deployment), burst)
             say(f"  -> {runs['runs_per_s']:,} runs/s ({runs['commands_per_run']} commands/run)")
             rate, seconds = workflow_phase.WORKFLOW_RATE, plan.bench_seconds / 2
             say(f"  workflow latency: {rate:,.0f} runs/s for {seconds:g}s")
@@ -249,7 +257,7 @@ async def measure(
             say(f"{store}: {topology}")
             profile_to = (
                 run_dir / f"profile-{store}.txt"
-                if plan.profile and topology == "all_in_one"
+                if plan.profile and topology in ("all_in_one", "per_role")
                 else None
             )
             try:
@@ -262,12 +270,30 @@ async def measure(
                 say(f"{store}: {topology} FAILED: {error}")
                 runs[topology] = {"error": f"{type(error).__name__}: {error}"[:2000]}
                 results["failures"] += 1
-            if profile_to is not None and profile_to.exists():
-                results["profiles"][store] = hot_spots(profile_to)
-                kept = RESULTS_DIR / f"profile-{store}-{time.strftime('%Y%m%dT%H%M%S')}.txt"
-                shutil.copyfile(profile_to, kept)
-                results["profiles"][store]["raw"] = str(kept.relative_to(RESULTS_DIR.parent.parent))
+            if profile_to is not None and topology == "all_in_one" and profile_to.exists():
+                results["profiles"][store] = _kept_profile(profile_to, store)
+            if profile_to is not None and topology == "per_role":
+                results.setdefault("role_profiles", {})[store] = {
+                    role: _kept_profile(raw, f"{store}-{role}")
+                    for role in TOPOLOGIES["per_role"]
+                    if (raw := _profile_file(profile_to, role, topology)).exists()
+                }
     return results
+
+
+def _profile_file(profile_to: Path, roles: str, topology: str) -> Path:
+    if topology != "per_role":
+        return profile_to
+    return profile_to.with_name(f"{profile_to.stem}-{roles}{profile_to.suffix}")
+
+
+def _kept_profile(raw: Path, name: str) -> dict[str, Any]:
+    """Its hot spots, the raw file copied beside the results."""
+    spots = hot_spots(raw)
+    kept = RESULTS_DIR / f"profile-{name}-{time.strftime('%Y%m%dT%H%M%S')}.txt"
+    shutil.copyfile(raw, kept)
+    spots["raw"] = str(kept.relative_to(RESULTS_DIR.parent.parent))
+    return spots
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:

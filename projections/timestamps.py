@@ -7,8 +7,13 @@ order and filter by it as plain strings on both SQLite and PostgreSQL.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 
+# Cached: the events of one batch of commands share their time, and each view renders it
+# several times (1.7 us a call; 13% of the projections process before, issue 17). Equal keys
+# are the same instant (aware) or the same wall time (naive), so they render alike.
+@lru_cache(maxsize=4096)
 def iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from contracts.events import LifecycleEvent
 from services.application.app import FlowledgerApplication
 from services.application.lifecycle import LifecycleTranslator, is_lifecycle, lifecycle_topics
+from services.application.sealing import SealingMapper
 
 # The name under which the relay records its position in the store's tracking table, beside
 # the projections' (each view's name): every role's process reads the relay's lag from it.
@@ -61,6 +62,8 @@ class NotificationLog:
             after, limit, stop=head, topics=self._topics, inclusive_of_start=False
         )
         last_id = notifications[-1].id if len(notifications) >= limit else head
+        if isinstance(self._app.mapper, SealingMapper):
+            self._app.mapper.prefetch_keys(notifications)  # one read, not one per instance
         to_domain_event = self._app.mapper.to_domain_event
         translate = self._translator.translate
         events = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime
 
 from contracts import commands as c
@@ -56,3 +57,44 @@ def test_reads_skip_command_records_and_reach_the_head(store_url: str, new_id: s
         assert last is not None and last.last_id == head and len(last.events) == 6
     finally:
         app.close()
+
+
+def test_a_follower_reads_the_data_keys_of_a_batch_at_once(store_url: str, new_id: str) -> None:
+    """Another process's follower has none of the new instances' keys cached: one read of the
+    key table per batch, not one per instance, and the content opens."""
+    writer = build_application(Settings(store=store_url))
+    reader = build_application(Settings(store=store_url))
+    try:
+        account = f"acc{new_id}"
+        ids = dict(command_id=str(uuid.uuid4()), account_id=account, workflow_name="wf")
+        creates = [
+            c.CreateInstance(
+                command_id=str(uuid.uuid4()),
+                account_id=account,
+                workflow_name="wf",
+                instance_id=f"i{n}",
+                params={"n": n},
+            )
+            for n in range(5)
+        ]
+        log = NotificationLog(reader)
+        before = log.head()
+        writer.handle([c.RegisterWorkflow(**ids), *creates], datetime.now(UTC))
+
+        store = reader.keyring.store
+        fetched: list[int] = []
+        fetch = store.fetch
+
+        def counted(wanted: Collection[uuid.UUID]) -> dict[uuid.UUID, bytes]:
+            fetched.append(len(wanted))
+            return fetch(wanted)
+
+        store.fetch = counted  # type: ignore[method-assign]
+        batch = log.read(before, 100)
+        assert batch is not None
+        assert fetched == [5]
+        params = sorted(e.params["n"] for _, e in batch.events if hasattr(e, "params"))
+        assert params == [0, 1, 2, 3, 4]
+    finally:
+        writer.close()
+        reader.close()
