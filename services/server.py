@@ -28,7 +28,16 @@ from services.settings import Settings, UnsafeSettings
 log = logging.getLogger("flowledger")
 
 # `extra` fields a log record may carry; JSON lines include those present.
-CONTEXT_FIELDS = ("instance_key", "command_id", "outcome", "code", "partition", "offset")
+CONTEXT_FIELDS = (
+    "role",
+    "instance_key",
+    "command_id",
+    "outcome",
+    "code",
+    "partition",
+    "offset",
+)
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 class JsonFormatter(logging.Formatter):
@@ -50,15 +59,32 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-def configure_logging(log_format: str) -> None:
-    """Applies the format to the root handlers (the CLI installs one) and to uvicorn's logs."""
+def configure_logging(log_format: str, role: str | None = None) -> None:
+    """Applies the format to the root handlers (the CLI installs one) and to uvicorn's logs.
+    `role`: a supervised child's, on every line, since the children share one output."""
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=logging.INFO)
-    if log_format == "json":
-        for handler in root.handlers:
+    for handler in root.handlers:
+        if log_format == "json":
             handler.setFormatter(JsonFormatter())
+        elif role is not None:
+            handler.setFormatter(
+                logging.Formatter(TEXT_FORMAT.replace("%(name)s", "[%(role)s] %(name)s"))
+            )
+        if role is not None:
+            handler.addFilter(_RoleTag(role))
     limit_repeats(root.handlers)
+
+
+class _RoleTag(logging.Filter):
+    def __init__(self, role: str) -> None:
+        super().__init__()
+        self.role = role
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.role = self.role
+        return True
 
 
 class _QuietServer(uvicorn.Server):
@@ -74,7 +100,7 @@ async def serve(
 ) -> None:
     """`supervised`: a child of `flowledger serve`'s supervisor (services/supervisor.py), which
     runs one per role: only the api's child prints the whole banner, the others one line."""
-    configure_logging(settings.log_format)
+    configure_logging(settings.log_format, role=",".join(roles) if supervised else None)
     dev_token = None
     if "api" in roles:
         try:

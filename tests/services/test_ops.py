@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import uuid
@@ -15,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.api.ops_routes import create_ops_app
 from services.bootstrap import Service
-from services.server import JsonFormatter
+from services.server import JsonFormatter, configure_logging
 from tests.fixtures.service import KafkaClient
 
 
@@ -134,3 +135,20 @@ def test_json_log_lines_carry_the_instance_key_and_command_id() -> None:
     assert line["code"] == "instance.not_found"
     assert line["time"].endswith("+00:00")
     assert "outcome" not in line  # absent context is left out, not null
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_supervised_childs_log_lines_name_its_role(
+    log_format: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler = logging.StreamHandler(io.StringIO())
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [handler])
+    configure_logging(log_format, role="projections")
+
+    logging.getLogger("flowledger.test").warning("fold skipped")
+    written = handler.stream.getvalue()
+    if log_format == "json":
+        assert json.loads(written)["role"] == "projections"
+    else:
+        assert "[projections] flowledger.test fold skipped" in written
