@@ -61,6 +61,7 @@ from contracts.commands import (
     ChangeStatus,
     CreateInstance,
     CreateInstances,
+    DeleteInstance,
     InstanceBody,
     RegisterWorkflow,
     RestartFrom,
@@ -414,6 +415,24 @@ class FlowledgerClient:
                 instance_id=instance_id,
                 event_type=event_type,
                 payload=payload,
+            )
+        )
+
+    async def delete_instance(
+        self,
+        account_id: str,
+        workflow_name: str,
+        instance_id: str,
+        *,
+        command_id: str | None = None,
+    ) -> Reply:
+        """A finished instance only (else rejected `instance.running`); its content is erased."""
+        return await self.send(
+            DeleteInstance(
+                command_id=command_id or new_command_id(),
+                account_id=account_id,
+                workflow_name=workflow_name,
+                instance_id=instance_id,
             )
         )
 

@@ -79,10 +79,14 @@ async def test_convenience_methods_drive_an_instance(client: FlowledgerClient, n
         (client.send_event(account, workflow, instance, "approved", {"by": "ann"}), "queued"),
         (client.terminate(account, workflow, instance), "terminated"),
         (client.restart(account, workflow, instance), "queued"),
+        (client.terminate(account, workflow, instance), "terminated"),
+        (client.delete_instance(account, workflow, instance), "terminated"),
     ]
     for call, status in steps:
         reply = await call
         assert (reply.outcome, reply.status) == ("accepted", status), reply
+    gone = await client.pause(account, workflow, instance)
+    assert gone.outcome == "rejected" and gone.error and gone.error.code == "instance.not_found"
     minted = await client.create_instance(account, workflow, params=None)
     assert minted.outcome == "accepted" and (minted.instance_id or "").startswith("cf_")
 
