@@ -78,32 +78,27 @@ class Deployment:
     def stop(self, timeout_s: float = 20.0) -> None:
         """SIGTERM (the service drains), then SIGKILL whatever is left."""
         self.stop_workers(timeout_s)
-        running = [m.process for m in self.members if m.process.poll() is None]
-        for process in running:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        for process in running:
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        _terminate([m.process for m in self.members], timeout_s)
 
     def stop_workers(self, timeout_s: float = 20.0) -> None:
         """SIGTERM (instances stop at a step boundary), then SIGKILL; forgets them."""
-        running = [w.process for w in self.workers if w.process.poll() is None]
-        for process in running:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        for process in running:
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        _terminate([w.process for w in self.workers], timeout_s)
         self.workers.clear()
+
+
+def _terminate(processes: list[subprocess.Popen[bytes]], timeout_s: float) -> None:
+    """SIGTERM to every process still running, then SIGKILL those not gone by the deadline."""
+    running = [p for p in processes if p.poll() is None]
+    for process in running:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for process in running:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def cpu_seconds(pid: int) -> float:
