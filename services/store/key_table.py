@@ -8,6 +8,10 @@ content runs with `secure_delete` (freed space is zeroed; the views do it too), 
 keys are destroyed the WAL is checkpointed and truncated, so no old frame keeps a copy. On
 PostgreSQL the tables that held the content are vacuumed after a deletion, which removes the
 dead tuples (docs/erasure.md says what VACUUM does not promise).
+
+Scrubbing runs on a thread of its own, coalesced (`Scrubber`): retention may delete instances
+in every batch, and neither a WAL truncation (which waits for readers and holds writers) nor
+a VACUUM of every view belongs in the projections' batch.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -28,13 +32,72 @@ log = logging.getLogger(__name__)
 
 TABLE = "instance_keys"
 SQLITE_CHUNK = 500  # under SQLite's limit on bound parameters
-RESCRUB_AFTER_S = (2.0, 15.0)
-CHECKPOINT_ATTEMPTS = 50  # a reader's open snapshot holds the WAL; it ends within moments
+COALESCE_S = 0.5  # erasures asked for within this share one scrub
+RETRY_S = 1.0  # after a scrub that could not finish (a reader held the WAL, the store away)
+MAX_RETRIES = 30
+# VACUUM keeps a dead tuple that an open transaction's snapshot may still see; such snapshots
+# end within moments, so PostgreSQL's tables are vacuumed again a little later.
+POSTGRES_FOLLOW_UPS_S = (2.0, 15.0)
+# How long a WAL truncation may wait for readers, holding new writers meanwhile: short, and
+# retried, rather than stalling the commands role for the whole lock timeout.
+CHECKPOINT_BUSY_MS = 100
+
+
+class Scrubber:
+    """Runs `scrub` (True: done; False: try again later) on a daemon thread, once for any
+    number of requests made while one waits, then the `follow_ups` (seconds after it)."""
+
+    def __init__(self, scrub: Callable[[], bool], follow_ups: Sequence[float] = ()) -> None:
+        self._scrub = scrub
+        self._follow_ups = follow_ups
+        self._wanted = threading.Event()
+        self._started = False
+        self._lock = threading.Lock()
+
+    def request(self) -> None:
+        with self._lock:
+            if not self._started:
+                self._started = True
+                threading.Thread(target=self._run, name="erasure-scrub", daemon=True).start()
+        self._wanted.set()
+
+    def _run(self) -> None:
+        due_follow_ups: list[float] = []
+        failures = 0
+        while True:
+            timeout = min(due_follow_ups) - time.monotonic() if due_follow_ups else None
+            if not self._wanted.wait(None if timeout is None else max(0.0, timeout)):
+                due_follow_ups = [t for t in due_follow_ups if t > time.monotonic()]
+                self._attempt(failures)
+                continue
+            time.sleep(COALESCE_S)
+            self._wanted.clear()
+            if self._attempt(failures):
+                failures = 0
+                now = time.monotonic()
+                due_follow_ups = [now + delay for delay in self._follow_ups]
+            elif (failures := failures + 1) < MAX_RETRIES:
+                time.sleep(RETRY_S)
+                self._wanted.set()
+            else:  # the store is gone for good (closed): the next erasure asks again
+                log.warning(
+                    "gave up scrubbing after %d attempts; the next erasure retries", failures
+                )
+                failures = 0
+
+    def _attempt(self, failures: int) -> bool:
+        try:
+            return self._scrub()
+        except Exception:  # the store may be away: retried (logged once per streak)
+            if not failures:
+                log.warning("scrubbing after an erasure failed; retrying", exc_info=True)
+            return False
 
 
 class SQLiteKeyTable:
     def __init__(self, factory: SQLiteFactory) -> None:
         self.datastore = factory.datastore
+        self.scrubber = Scrubber(self.scrub)
 
     def create_table(self) -> None:
         with self.datastore.transaction(commit=True) as cursor:
@@ -72,7 +135,7 @@ class SQLiteKeyTable:
             cursor.executemany(
                 f"DELETE FROM {TABLE} WHERE aggregate_id = ?", [(i.hex,) for i in ids]
             )
-        self.scrub()
+        self.scrubber.request()
 
     def scan(self, after: UUID | None, limit: int) -> list[tuple[UUID, bytes]]:
         with self.datastore.transaction(commit=False) as cursor:
@@ -91,17 +154,23 @@ class SQLiteKeyTable:
                 [(w, i.hex) for i, w in wrapped.items()],
             )
 
-    def scrub(self) -> None:
+    def scrub(self) -> bool:
         """Copies the WAL into the database file and truncates it to nothing: the frames that
-        held deleted rows (and the zeroed pages that replaced them) leave no copy behind."""
-        for _ in range(CHECKPOINT_ATTEMPTS):
-            with self.datastore.transaction(commit=False) as cursor:
+        held deleted rows (and the zeroed pages that replaced them) leave no copy behind.
+        False when a reader held the WAL past CHECKPOINT_BUSY_MS."""
+        # Outside a transaction (the connection is in autocommit mode), as a writer of this
+        # process's pool, so that none of its own writers is held mid-checkpoint.
+        with self.datastore.get_connection(commit=True) as conn:
+            cursor = conn.cursor()
+            cursor.execute("PRAGMA busy_timeout")
+            (timeout_ms,) = cursor.fetchone()
+            cursor.execute(f"PRAGMA busy_timeout = {CHECKPOINT_BUSY_MS}")
+            try:
                 cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                busy = cursor.fetchone()[0]
-            if not busy:
-                return
-            time.sleep(0.1)
-        log.warning("the WAL could not be truncated after an erasure: a reader held it")
+                (busy, _, _) = cursor.fetchone()
+            finally:
+                cursor.execute(f"PRAGMA busy_timeout = {int(timeout_ms)}")
+        return not busy
 
 
 class PostgresKeyTable:
@@ -109,6 +178,7 @@ class PostgresKeyTable:
         self.datastore = factory.datastore
         self._table = Identifier(self.datastore.schema, TABLE)
         self._scrubbed = [Identifier(self.datastore.schema, t) for t in (TABLE, *scrubbed_tables)]
+        self.scrubber = Scrubber(self.scrub, POSTGRES_FOLLOW_UPS_S)
 
     def create_table(self) -> None:
         with self.datastore.transaction(commit=True) as cursor:
@@ -145,19 +215,7 @@ class PostgresKeyTable:
             cursor.execute(
                 SQL("DELETE FROM {} WHERE aggregate_id = ANY(%s)").format(self._table), [list(ids)]
             )
-        self.scrub()
-        # VACUUM keeps a dead tuple that an open transaction's snapshot may still see; such
-        # snapshots end within moments, so the tables are vacuumed again a little later.
-        for delay in RESCRUB_AFTER_S:
-            timer = threading.Timer(delay, self._scrub_quietly)
-            timer.daemon = True
-            timer.start()
-
-    def _scrub_quietly(self) -> None:
-        try:
-            self.scrub()
-        except Exception:  # the store may be away or closed; the next deletion scrubs again
-            log.warning("a delayed scrub after an erasure failed", exc_info=True)
+        self.scrubber.request()
 
     def scan(self, after: UUID | None, limit: int) -> list[tuple[UUID, bytes]]:
         with self.datastore.transaction(commit=False) as cursor:
@@ -177,7 +235,7 @@ class PostgresKeyTable:
                 [(w, i) for i, w in wrapped.items()],
             )
 
-    def scrub(self) -> None:
+    def scrub(self) -> bool:
         """Vacuums the tables that held the deleted content: their dead tuples are removed,
         so no query, not even one reading raw heap items, returns them."""
         with self.datastore.get_connection() as conn:  # autocommit: VACUUM runs outside one
@@ -186,6 +244,7 @@ class PostgresKeyTable:
                 exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL AS e", [name]).fetchone()
                 if exists and exists["e"]:  # a read model this process never opened may be absent
                     conn.execute(SQL("VACUUM {}").format(table))
+        return True
 
 
 KeyTable = SQLiteKeyTable | PostgresKeyTable
