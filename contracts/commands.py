@@ -12,6 +12,7 @@ from msgspec import Meta, Struct
 
 from contracts.limits import (
     MAX_BATCH,
+    MAX_RETRIES,
     MAX_SCHEDULES,
     MAX_TAGS,
     AccountId,
@@ -151,7 +152,7 @@ class SendEvent(InstanceCommand, tag="SendEvent", kw_only=True):
 
 
 class RetryConfig(Struct, kw_only=True):
-    limit: Annotated[int, Meta(ge=0)] = 5
+    limit: Annotated[int, Meta(ge=0, le=MAX_RETRIES)] = 5
     delay: Duration = 10_000
     backoff: Backoff = "exponential"
 

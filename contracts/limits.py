@@ -18,6 +18,9 @@ STEP_NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
 MAX_BATCH = 100
 MAX_TAGS = 30
 MAX_SCHEDULES = 10  # cron expressions per workflow
+# A step's `retries.limit`: Cloudflare documents no bound; each retry is an attempt, an event
+# and a back-off timer, so a limit of millions would keep one instance retrying for years.
+MAX_RETRIES = 10_000
 
 KIB = 1024
 
@@ -58,8 +61,17 @@ CommandId = Annotated[
     ),
 ]
 Tag = Annotated[str, Meta(min_length=1, max_length=128)]
-# Five fields, UTC (minute hour day-of-month month day-of-week); checked by the commands role.
-CronExpression = Annotated[str, Meta(min_length=9, max_length=100)]
+# Five fields, UTC (minute hour day-of-month month day-of-week); checked by the commands role,
+# which names what is accepted (a length bound here would answer "@reboot" with "Expected
+# `str` of length >= 9", which says nothing of the format).
+CronExpression = Annotated[
+    str,
+    Meta(
+        max_length=100,
+        description="A 5-field cron expression in UTC: minute hour day-of-month month "
+        "day-of-week, with a tick within 5 years; no macros (@daily), no seconds field.",
+    ),
+]
 
 
 def bounded(text: str, limit: int = MAX_ECHO_CHARS) -> str:

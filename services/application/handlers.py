@@ -85,7 +85,7 @@ def _check_retention(what: str, retention: c.Retention | None) -> None:
 
 def register_workflow(unit: UnitOfWork, cmd: c.RegisterWorkflow, now: datetime) -> Decision:
     for expression in cmd.schedules:
-        check_cron(expression)
+        check_cron(expression, now)
     _check_retention("retention", cmd.retention)
     retention = msgspec.to_builtins(cmd.retention)
     workflow_id = Workflow.create_id(cmd.account_id, cmd.workflow_name)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 from contracts.keys import is_minted_shape
 from contracts.limits import MAX_JSON_BYTES, bounded
@@ -26,6 +27,8 @@ class ReservedInstanceId(DomainError):
 
 
 _YEAR_MS = 365 * 86_400_000
+CRON_FORMAT = "minute hour day-of-month month day-of-week, UTC"
+CRON_HORIZON_YEARS = 5
 
 
 def check_json_size(what: str, value: Any) -> None:
@@ -37,12 +40,27 @@ def check_json_size(what: str, value: Any) -> None:
         )
 
 
-def check_cron(expression: str) -> None:
-    """Five fields in UTC, as Cloudflare's cron triggers (no seconds field)."""
+def check_cron(expression: str, now: datetime) -> None:
+    """Five fields in UTC, as Cloudflare's cron triggers (no seconds field, no macros), with a
+    tick within CRON_HORIZON_YEARS of `now`: an expression that never ticks ("0 0 31 2 *")
+    would otherwise be stored and leave the scheduler nothing to arm."""
+    shown = bounded(expression, 100)
     if len(expression.split()) != 5 or not croniter.is_valid(expression):
         raise InvalidCommand(
-            f"schedules: {bounded(expression, 100)!r} is not a 5-field cron expression "
-            "(minute hour day-of-month month day-of-week, UTC)"
+            f"schedules: {shown!r} is not accepted; a schedule is a 5-field cron expression "
+            f"({CRON_FORMAT}), such as '*/5 * * * *'; macros such as @reboot or @daily and "
+            "6- or 7-field forms (seconds, years) are not"
+        )
+    try:
+        tick = croniter(expression, now, max_years_between_matches=CRON_HORIZON_YEARS).get_next(
+            datetime
+        )
+    except CroniterError:
+        tick = None
+    if tick is None or tick > now + timedelta(days=365 * CRON_HORIZON_YEARS + 2):
+        raise InvalidCommand(
+            f"schedules: {shown!r} has no tick in the next {CRON_HORIZON_YEARS} years "
+            "(a date that does not exist, such as February 31st?); it would never run"
         )
 
 
