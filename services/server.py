@@ -11,15 +11,16 @@ import base64
 import contextlib
 import json
 import logging
+import os
 import secrets
 from collections.abc import Generator
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import uvicorn
 
 from services.api.ops_routes import create_ops_app
+from services.banner import print_banner
 from services.bootstrap import ROLES, start_service
 from services.infra.shutdown import stop_on_signals
 from services.log_limits import limit_repeats
@@ -131,7 +132,12 @@ async def serve(
     elif settings.ops_port is not None:
         ops = create_ops_app(service.metrics, service.readiness, service.store_health.refresh)
         servers.append(_http(ops, settings.http_host, settings.ops_port))
-    _banner(settings, bootstrap, roles, dev_token, brief=supervised and service.api is None)
+    await _listening(servers)
+    if settings.ready_fd is not None:  # a supervised child: the supervisor prints one banner
+        _say_ready(settings.ready_fd)
+    else:
+        brief = supervised and service.api is None  # the api's banner says the rest
+        print_banner(settings, bootstrap, roles, dev_token, brief=brief)
     try:
         await stop.wait()
     finally:
@@ -152,57 +158,19 @@ def _http(app: Any, host: str, port: int) -> tuple[_QuietServer, asyncio.Task[No
     return server, asyncio.create_task(server.serve())
 
 
+async def _listening(servers: list[tuple[_QuietServer, asyncio.Task[None]]]) -> None:
+    """Until every HTTP server accepts connections (or failed: its task says why later)."""
+    while not all(server.started or task.done() for server, task in servers):
+        await asyncio.sleep(0.02)
+
+
+def _say_ready(fd: int) -> None:
+    """One line on the pipe the supervisor gave this child (services/supervisor.py)."""
+    with contextlib.suppress(OSError):  # the supervisor is gone: nobody to tell
+        os.write(fd, b"ready\n")
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
 def _nothing_to_release() -> None:
     """A broker Flowledger did not start is not Flowledger's to stop."""
-
-
-def _banner(
-    settings: Settings,
-    bootstrap: str,
-    roles: tuple[str, ...],
-    dev_token: str | None = None,
-    *,
-    brief: bool = False,
-) -> None:
-    """What runs where. Configured api tokens are secrets and never printed (banners end up in
-    logs); a generated dev token is, as it is the only way in."""
-    topics = settings.topics
-    lines = [
-        f"Flowledger is running (roles: {', '.join(roles)})",
-        f"  store:      {_without_password(settings.store)}",
-        f"  kafka:      {bootstrap}",
-        f"  commands:   {topics.commands}   replies: {topics.replies}",
-        f"  events:     {topics.events}   dead letters: {topics.dead_letters}",
-    ]
-    if "api" in roles:
-        url = f"http://{settings.http_host}:{settings.http_port}"
-        lines += [f"  http:       {url}  (health: {url}/healthz)"]
-        lines += [f"  console:    {url}/console  (sign in with the token)"]
-        if dev_token is not None:
-            lines += [f"  token:      {dev_token}  (dev token, every account)"]
-        else:
-            lines += [f"  tokens:     {len(settings.tokens())} from FLOWLEDGER_API_TOKENS"]
-        lines += [
-            f'  sdks:       Cloudflare(api_token=..., base_url="{url}/client/v4"); '
-            f'onfido Configuration(api_token=..., host="{url}/v3.6")',
-        ]
-    elif settings.ops_port is not None:
-        lines += [f"  ops:        http://{settings.http_host}:{settings.ops_port}/metrics"]
-    lines += [
-        "  try:        .venv/bin/flowledger instances create checkout --id order-1 "
-        "(README, Quick start)",
-        "Press Ctrl-C to stop.",
-    ]
-    if brief:  # a supervised child beside the api's: its one line (and ops port) is enough
-        lines = [line for line in lines if line.startswith(("Flowledger is", "  ops:"))]
-    if settings.log_format == "json":
-        log.info(lines[0])  # log shippers get JSON only; people read the text banner
-        return
-    print("\n".join(lines), flush=True)
-
-
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()

@@ -64,8 +64,24 @@ class Settings(BaseSettings):
     sdk_token_ttl_s: float = Field(
         default=3600.0, gt=0, description="how long an Onfido sdk_token stays valid"
     )
+    console_session_idle_s: float = Field(
+        default=8 * 3600.0, gt=0, description="a console session ends after this long unused"
+    )
+    console_session_max_s: float = Field(
+        default=24 * 3600.0, gt=0, description="a console session ends this long after sign-in"
+    )
     log_format: Literal["text", "json"] = Field(
         default="text", description="json: one JSON object per log line (instance_key, command_id)"
+    )
+    log_content: bool = Field(
+        default=False,
+        description="the worker's logs carry user content (error messages); unset = exception "
+        "types and step names only (docs/erasure.md)",
+    )
+    worker_cache_size: int = Field(
+        default=1_000,
+        ge=0,
+        description="instances a worker keeps the history of between wake-ups (LRU; 0 = none)",
     )
     ops_port: int | None = Field(
         default=None,
@@ -76,6 +92,11 @@ class Settings(BaseSettings):
         default=False,
         description="`flowledger serve` runs every role in one process instead of one supervised "
         "child process per role (services/supervisor.py); as `--single-process`",
+    )
+    ready_fd: int | None = Field(
+        default=None,
+        description="internal: the pipe on which a supervised child says it is ready, so that "
+        "the supervisor prints one banner once every role is (set by services/supervisor.py)",
     )
     dev_token: str = Field(
         default="",

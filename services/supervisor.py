@@ -24,6 +24,7 @@ store every FLOWLEDGER_POLL_INTERVAL_S (0.05 s), as they do under compose.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ctypes
 import logging
@@ -37,6 +38,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import FrameType
 
+from services.banner import print_banner
 from services.settings import Settings, UnsafeSettings
 
 log = logging.getLogger("flowledger.supervisor")
@@ -84,6 +86,8 @@ class Child:
     restarts: int = 0
     crashes: int = 0  # in a row, each soon after its start
     restart_at: float | None = None  # set while it waits out its back-off
+    ready: bool = False  # said so at least once (see `_hear_ready`)
+    ready_pipe: int | None = None  # the read end of the pipe it says so on
 
     @property
     def running(self) -> bool:
@@ -95,7 +99,10 @@ class Supervisor:
     specs: list[ChildSpec]
     policy: RestartPolicy = field(default_factory=RestartPolicy)
     stop_timeout_s: float = STOP_TIMEOUT_S
+    # Called once, when every child has said it is ready: the one banner of `flowledger serve`.
+    on_all_ready: Callable[[], None] = lambda: None
     children: list[Child] = field(init=False)
+    _announced: bool = field(default=False, init=False)
     _signals: int = field(default=0, init=False)
     _killed: bool = field(default=False, init=False)
 
@@ -134,6 +141,7 @@ class Supervisor:
         """One look at every child: schedule the restart of those that exited, start those
         whose back-off is over. False when one is crash-looping or cannot be started."""
         for child in self.children:
+            self._hear_ready(child)
             if child.running:
                 continue
             if child.restart_at is None:
@@ -145,7 +153,25 @@ class Supervisor:
                 except OSError as error:
                     log.error("could not restart role %s: %s; stopping", child.spec.name, error)
                     return False
+        if not self._announced and all(child.ready for child in self.children):
+            self._announced = True
+            self.on_all_ready()
         return True
+
+    def _hear_ready(self, child: Child) -> None:
+        """Reads the child's readiness pipe without blocking: a line once it serves."""
+        if child.ready_pipe is None:
+            return
+        try:
+            said = os.read(child.ready_pipe, 64)
+        except BlockingIOError:
+            return  # nothing yet
+        os.close(child.ready_pipe)  # it says so once, or it exited (end of file)
+        child.ready_pipe = None
+        if said.startswith(b"ready"):
+            if child.ready:  # the banner was printed long ago: one line for a restart
+                log.info("role %s is ready again", child.spec.name)
+            child.ready = True
 
     def _schedule_restart(self, child: Child, now: float) -> bool:
         assert child.process is not None
@@ -177,13 +203,23 @@ class Supervisor:
         return True
 
     def _start(self, child: Child) -> None:
-        child.process = subprocess.Popen(
-            child.spec.argv,
-            env=child.spec.env,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # the terminal's Ctrl-C is ours to pass on, once
-            preexec_fn=_die_with_parent(),
-        )
+        if child.ready_pipe is not None:
+            os.close(child.ready_pipe)
+        # The child says "ready" on this pipe once it serves (services/server.py): it alone
+        # knows, and a pipe needs no port, no polling of HTTP, and ends when the child does.
+        child.ready_pipe, write_end = os.pipe()
+        os.set_blocking(child.ready_pipe, False)
+        try:
+            child.process = subprocess.Popen(
+                child.spec.argv,
+                env={**child.spec.env, "FLOWLEDGER_READY_FD": str(write_end)},
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # the terminal's Ctrl-C is ours to pass on, once
+                preexec_fn=_die_with_parent(),
+                pass_fds=(write_end,),
+            )
+        finally:
+            os.close(write_end)
         child.started_at = time.monotonic()
         child.restart_at = None
         log.info("started role %s (pid %d)", child.spec.name, child.process.pid)
@@ -256,7 +292,7 @@ def child_specs(settings: Settings, bootstrap: str, environ: Mapping[str, str]) 
     P+1, projections P+2, scheduler P+3): one port cannot be bound by four processes, and each
     process's /metrics counts only its own work. Without a dev token configured, one is chosen
     here, so a restarted api child keeps accepting the token the first one printed."""
-    base = {**environ, "FLOWLEDGER_KAFKA_BOOTSTRAP": bootstrap}
+    base = {**environ, "FLOWLEDGER_KAFKA_BOOTSTRAP": bootstrap, **pinned_keys(settings)}
     base.pop("FLOWLEDGER_OPS_PORT", None)
     argv = [sys.executable, "-m", "services.cli", "serve", "--supervised", "--role"]
     specs = []
@@ -285,6 +321,9 @@ def serve_supervised(settings: Settings) -> int:
     except UnsafeSettings as unsafe:
         print(f"flowledger serve: {unsafe}", file=sys.stderr)
         return 2
+    if (refused := _refused_keys(settings)) is not None:
+        print(f"flowledger serve: {refused}", file=sys.stderr)
+        return 2
     bootstrap, release = settings.kafka_bootstrap or "", _nothing_to_release
     if not bootstrap:
         # Development only: resolved once here, or every child would start its own broker.
@@ -302,9 +341,38 @@ def serve_supervised(settings: Settings) -> int:
             len(specs),
             ", ".join(spec.name for spec in specs),
         )
-        return Supervisor(specs).run()
+        return Supervisor(specs, on_all_ready=lambda: _banner(settings, bootstrap, specs)).run()
     finally:
         release()  # after every child stopped: a broker started here goes last
+
+
+def _refused_keys(settings: Settings) -> str | None:
+    """Why the store refuses the configured KEKs, checked once here: one error rather than
+    every child's. A store that cannot be reached now is left to the children, which check
+    at their own start and are restarted meanwhile."""
+    from services.application.kek_checks import KeyEncryptionKeyMismatch
+    from services.bootstrap import check_keys
+
+    try:
+        check_keys(settings)
+    except KeyEncryptionKeyMismatch as refused:
+        return str(refused)
+    except Exception as error:
+        log.warning("the key-encryption keys could not be checked yet (%s); each role will", error)
+    return None
+
+
+def pinned_keys(settings: Settings) -> dict[str, str]:
+    """The key-encryption keys resolved here, for the children: when they are the dev key,
+    this process warned once, and five children sharing its output need not warn again."""
+    keks = ",".join(base64.b64encode(key).decode() for key in settings.keks())
+    return {"FLOWLEDGER_KEY_ENCRYPTION_KEYS": keks}
+
+
+def _banner(settings: Settings, bootstrap: str, specs: list[ChildSpec]) -> None:
+    api = next(spec for spec in specs if spec.name == "api")
+    dev_token = api.env.get("FLOWLEDGER_DEV_TOKEN")
+    print_banner(settings, bootstrap, tuple(spec.name for spec in specs), dev_token)
 
 
 def _nothing_to_release() -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from services.dev_provisioning.kafka import KafkaProvisioningError, resolve_bootstrap
 from services.settings import Settings
+from services.supervisor import pinned_keys
 
 FLOWLEDGER = Path(sys.executable).parent / "flowledger"
 STOP_TIMEOUT_S = 30.0
@@ -37,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     except KafkaProvisioningError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    env = {**os.environ, "FLOWLEDGER_KAFKA_BOOTSTRAP": bootstrap}
+    # The keys resolved (and the dev key warned about) once here, not once per process.
+    env = {**os.environ, "FLOWLEDGER_KAFKA_BOOTSTRAP": bootstrap, **pinned_keys(settings)}
     interrupted = False
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -45,6 +45,14 @@ IGNORES_SIGTERM = (
     "while True: time.sleep(1)"
 )
 CRASHES = "import sys; sys.exit(3)"
+# Says ready on the supervisor's pipe (as `flowledger serve` does) once the file argv names exists.
+READY_WHEN = (
+    "import os, signal, sys, time\n"
+    "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
+    "while not os.path.exists({path!r}): time.sleep(0.05)\n"
+    "os.write(int(os.environ['FLOWLEDGER_READY_FD']), b'ready\\n')\n"
+    "while True: time.sleep(1)"
+)
 
 # The supervisor under test, as its own process: signals and exit codes are real.
 DRIVER = """
@@ -57,7 +65,9 @@ specs = [
     for name, code in config["children"].items()
 ]
 policy = RestartPolicy(**config["policy"])
-raise SystemExit(Supervisor(specs, policy, stop_timeout_s=config["stop_timeout_s"]).run())
+announce = lambda: print("EVERY ROLE READY", flush=True)
+supervisor = Supervisor(specs, policy, config["stop_timeout_s"], on_all_ready=announce)
+raise SystemExit(supervisor.run())
 """
 QUICK: dict[str, Any] = {
     "first_delay_s": 0.05,
@@ -165,6 +175,30 @@ def test_a_child_killed_with_sigkill_is_restarted_and_logged(
     second = supervisor.starts("projections")[-1]
     assert second != first and not gone(second)
     assert len(supervisor.starts("relay")) == 1  # the others are left alone
+
+    supervisor.proc.send_signal(signal.SIGTERM)
+    assert supervisor.exit_code() == 0
+
+
+def test_the_banner_waits_for_every_child_and_is_printed_once(
+    supervise: Callable[..., Supervised], tmp_path: Path
+) -> None:
+    fast, slow = tmp_path / "fast", tmp_path / "slow"
+    fast.touch()
+    supervisor = supervise(
+        {"relay": READY_WHEN.format(path=str(fast)), "api": READY_WHEN.format(path=str(slow))}
+    )
+    supervisor.wait_until(lambda: supervisor.starts("relay") and supervisor.starts("api"), "starts")
+    [relay] = supervisor.starts("relay")
+    os.kill(relay, signal.SIGKILL)  # ready, killed, restarted: still no banner without the api
+    supervisor.wait_until(lambda: len(supervisor.starts("relay")) == 2, "the relay's restart")
+    assert "EVERY ROLE READY" not in supervisor.output()
+
+    slow.touch()
+    supervisor.wait_until(lambda: "EVERY ROLE READY" in supervisor.output(), "the banner")
+    os.kill(supervisor.starts("relay")[-1], signal.SIGKILL)
+    supervisor.wait_until(lambda: "role relay is ready again" in supervisor.output(), "again")
+    assert supervisor.output().count("EVERY ROLE READY") == 1
 
     supervisor.proc.send_signal(signal.SIGTERM)
     assert supervisor.exit_code() == 0
@@ -326,6 +360,11 @@ async def test_flowledger_serve_restarts_a_killed_role_and_drains_on_sigterm(
             )
             # Read back only once the new projections child folded it: the restart works.
             await create_and_read(serve, http, base, "second")
+            await asyncio.to_thread(
+                serve.wait_until, lambda: "projections is ready again" in serve.output(), "ready"
+            )
+            # One banner, once every role served; no child printed its own.
+            assert serve.output().count("Flowledger is running") == 1, serve.output()[-3000:]
 
         children = [pid for role in SUPERVISED_ROLES for pid in serve.starts(role)]
         serve.proc.send_signal(signal.SIGTERM)

@@ -23,7 +23,8 @@ from projections import agent_run, cloudflare_instance, onfido_run, staged_insta
 from services.api import sdk_tokens
 from services.api.app import create_api
 from services.api.auth import ApiTokens
-from services.server import _banner, serve
+from services.banner import print_banner
+from services.server import serve
 from services.settings import DEV_KEK, Settings, UnsafeSettings
 
 SECRET = uuid.uuid4().hex * 2
@@ -264,7 +265,7 @@ def test_the_banner_never_prints_configured_tokens_nor_the_store_password(
         sdk_token_secret=SECRET,
     )
 
-    _banner(settings, "kafka:9092", ("api",))
+    print_banner(settings, "kafka:9092", ("api",))
 
     printed = capsys.readouterr().out
     assert "Flowledger is running" in printed
@@ -277,7 +278,7 @@ def test_the_banner_prints_a_generated_dev_token(capsys: pytest.CaptureFixture[s
     dev_token = f"dev-{uuid.uuid4().hex}"
     settings = Settings(api_tokens=f"{dev_token}=*")
 
-    _banner(settings, "kafka:9092", ("api",), dev_token)
+    print_banner(settings, "kafka:9092", ("api",), dev_token)
 
     assert dev_token in capsys.readouterr().out
 
