@@ -57,10 +57,14 @@ class ApiTokens:
     """
 
     def __init__(self, tokens: Mapping[str, frozenset[str]]) -> None:
-        self._digests = [(_digest(token), accounts) for token, accounts in tokens.items()]
+        self._digests = [(token_digest(token), accounts) for token, accounts in tokens.items()]
 
     def accounts_of(self, token: str) -> frozenset[str] | None:
-        presented = _digest(token)
+        return self.accounts_of_digest(token_digest(token))
+
+    def accounts_of_digest(self, presented: bytes) -> frozenset[str] | None:
+        """The accounts of the token with this digest: a console session keeps the digest of
+        the token that signed in, never the token."""
         found = None
         for digest, accounts in self._digests:
             if hmac.compare_digest(digest, presented):
@@ -68,7 +72,7 @@ class ApiTokens:
         return found
 
 
-def _digest(token: str) -> bytes:
+def token_digest(token: str) -> bytes:
     # surrogatepass: any str encodes, and distinct ones stay distinct.
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import FastAPI
 
 from services.api.app import create_api
 from services.api.gateway import CommandGateway
 from services.application.history import InstanceHistory
 from services.application.notification_log import NotificationLog
+from services.console.session import SessionPolicy
 from services.roles.role import RoleContext, within_drain_time
+from services.store.schema_lock import schema_lock
+from services.store.session_table import SessionTable, open_session_table
 
 
 class ApiRole:
@@ -37,8 +42,19 @@ class ApiRole:
             refresh=context.refresh_health,
         )
         self.api.state.metrics = context.metrics  # read by services.api.ops_routes
+        self.api.state.console_sessions.policy = SessionPolicy(
+            idle_s=settings.console_session_idle_s, absolute_s=settings.console_session_max_s
+        )
+        self._context = context
+
+    def _open_sessions(self) -> SessionTable:
+        # The console's sessions live beside the event store, so any api replica sees them.
+        with schema_lock(self._context.settings.store):
+            return open_session_table(self._context.app.factory)
 
     async def start(self) -> None:
+        sessions = await asyncio.to_thread(self._open_sessions)
+        self.api.state.console_sessions.store = sessions
         await self.gateway.start()
 
     async def stop(self) -> None:

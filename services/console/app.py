@@ -3,7 +3,8 @@
 A sub-application rather than a router, so that its errors are pages (the api's handlers
 answer in the dialects' JSON shapes) and its routes stay out of the OpenAPI document. It shares
 the api's `state` object: the same token table, views, command gateway, histories and secret,
-so `services.api.writes.submit` and `services.api.deps.view` work unchanged on its requests.
+so `services.api.writes.submit` and `services.api.deps.view` work unchanged on its requests;
+it adds `state.console_sessions` (its sessions' store, expiry and sign-in limit).
 
 Every answer carries a Content-Security-Policy that allows scripts, styles and fetches from the
 console's own origin only (no inline script or style anywhere), forbids framing, and sends no
@@ -24,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.console import pages
 from services.console.render import page
-from services.console.session import Unauthenticated
+from services.console.session import ConsoleSessions, Unauthenticated
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -129,6 +130,8 @@ def create_console(parent: FastAPI) -> FastAPI:
     """The console, sharing `parent`'s state; mount it with `parent.mount("/console", ...)`."""
     console = FastAPI(title="Flowledger console", openapi_url=None, docs_url=None, redoc_url=None)
     console.state = parent.state
+    # No store until the api role opens the session table (services/api/role.py).
+    console.state.console_sessions = ConsoleSessions()
     console.add_middleware(SecurityHeaders)
     console.add_exception_handler(Unauthenticated, _unauthenticated)
     console.add_exception_handler(StarletteHTTPException, _http_error)

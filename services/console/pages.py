@@ -40,7 +40,7 @@ from services.api.history_routes import fold, history_item
 from services.api.writes import Rejected, StillPending, submit
 from services.console import session as sessions
 from services.console.render import base_path, page, render_text
-from services.console.session import Session
+from services.console.session import ConsoleSessions, Session
 from services.console.timeline import build
 from services.store.document_view import Query as ViewQuery
 
@@ -67,9 +67,11 @@ _NAME = re.compile(NAME_PATTERN)
 # --- who is asking -----------------------------------------------------------------------------
 
 
-def current(request: Request) -> Session:
+async def current(request: Request) -> Session:
     state = request.app.state
-    return sessions.current_session(request, state.api_tokens, state.sdk_secret)
+    return await sessions.current_session(
+        request, state.api_tokens, state.sdk_secret, state.console_sessions
+    )
 
 
 def _visible(session: Session, account_id: str) -> None:
@@ -125,7 +127,7 @@ def _check_csrf(session: Session, form: dict[str, str]) -> None:
 
 @router.get("/", response_class=HTMLResponse)
 async def home(request: Request) -> Response:
-    current(request)
+    await current(request)
     return RedirectResponse(f"{base_path(request)}/accounts", status_code=303)
 
 
@@ -151,8 +153,20 @@ async def sign_in_form(request: Request, next: str | None = None) -> Response:
     return _sign_in_page(request, _safe_next(next))
 
 
+def _too_many(request: Request, retry_after: int) -> Response:
+    message = f"Too many wrong sign-ins from this address: try again in {retry_after} s."
+    response = _sign_in_page(request, None, message, status_code=429)
+    response.headers["retry-after"] = str(retry_after)
+    return response
+
+
 @router.post("/sign-in", response_class=HTMLResponse)
 async def sign_in(request: Request) -> Response:
+    console: ConsoleSessions = request.app.state.console_sessions
+    address = request.client.host if request.client else ""
+    retry_after = console.sign_in_limiter.retry_after(address, console.clock())
+    if retry_after is not None:  # before the form is read: a refused guess costs nothing
+        return _too_many(request, retry_after)
     form = await _form(request)
     next_path = _safe_next(form.get("next"))
     if not sessions.sign_in_nonce_ok(request, form.get("sign_in_token")):
@@ -160,20 +174,32 @@ async def sign_in(request: Request) -> Response:
             request, next_path, "The form expired: please sign in again.", status_code=403
         )
     token = form.get("token", "").strip()
-    accounts = sessions.accounts_of(request.app.state.api_tokens, token)
-    if accounts is None:
+    if sessions.accounts_of(request.app.state.api_tokens, token) is None:
+        console.sign_in_limiter.failed(address, console.clock())
         return _sign_in_page(request, next_path, "That token is not valid.", status_code=401)
+    if console.store is None:
+        raise HTTPException(
+            status_code=503,
+            detail="This process keeps no console sessions: use an Authorization header.",
+        )
+    session_id = await asyncio.to_thread(
+        sessions.open_session, console.store, token, console.policy, console.now_ms()
+    )
     response = RedirectResponse(f"{base_path(request)}{next_path or '/accounts'}", 303)
-    sessions.start_session(request, response, token)
+    sessions.set_session_cookie(request, response, session_id, console.policy)
     return response
 
 
 @router.post("/sign-out", response_class=HTMLResponse)
 async def sign_out(request: Request) -> Response:
-    session = current(request)
+    session = await current(request)
     _check_csrf(session, await _form(request))
+    console: ConsoleSessions = request.app.state.console_sessions
+    if session.via == "cookie" and console.store is not None:
+        session_id = sessions.cookie_session_id(request)
+        await asyncio.to_thread(sessions.close_session, console.store, session_id)
     response = RedirectResponse(f"{base_path(request)}/sign-in", status_code=303)
-    sessions.end_session(response)
+    sessions.clear_session_cookie(response)
     return response
 
 
@@ -182,7 +208,7 @@ async def sign_out(request: Request) -> Response:
 
 @router.get("/accounts", response_class=HTMLResponse)
 async def accounts(request: Request, account_id: str | None = None) -> Response:
-    session = current(request)
+    session = await current(request)
     sole = session.principal.sole_account()
     chosen = account_id.strip() if account_id else sole
     if chosen and _NAME.match(chosen) and len(chosen) <= 64:
@@ -214,7 +240,7 @@ async def workflows_page(
     account_id: AccountId,
     page_number: Annotated[int, Query(alias="page", ge=1, le=1_000_000)] = 1,
 ) -> Response:
-    session = current(request)
+    session = await current(request)
     _visible(session, account_id)
     registered, instances = view(request, workflows.VIEW_NAME), view(request, cf.VIEW_NAME)
     query = ViewQuery(
@@ -255,7 +281,7 @@ async def _workflow(request: Request, account_id: str, workflow_name: str) -> di
 async def workflow_page(
     request: Request, account_id: AccountId, workflow_name: WorkflowName
 ) -> Response:
-    session = current(request)
+    session = await current(request)
     _visible(session, account_id)
     doc = await _workflow(request, account_id, workflow_name)
     counts = await asyncio.to_thread(
@@ -289,7 +315,7 @@ async def instances_page(
     q: Annotated[str, Query(max_length=200)] = "",
     page_number: Annotated[int, Query(alias="page", ge=1, le=1_000_000)] = 1,
 ) -> Response:
-    session = current(request)
+    session = await current(request)
     _visible(session, account_id)
     await _workflow(request, account_id, workflow_name)
     if status and status not in ALL_STATUSES:
@@ -411,7 +437,7 @@ async def instance_page(
     instance_id: InstanceId,
     as_of: Annotated[int | None, Query(ge=1, le=10**12)] = None,
 ) -> Response:
-    session = current(request)
+    session = await current(request)
     _visible(session, account_id)
     context = await _instance(request, session, account_id, workflow_name, instance_id, as_of)
     return page(request, "instance.html", **context)
@@ -427,7 +453,7 @@ async def instance_live(
 ) -> Response:
     """The part of the instance page that changes while it runs (polled by console.js):
     204 while the view is still at version `since`."""
-    session = current(request)
+    session = await current(request)
     _visible(session, account_id)
     doc = await _document(request, account_id, workflow_name, instance_id)
     if since is not None and doc["version"] == since:
@@ -494,7 +520,7 @@ async def act(
     instance_id: InstanceId,
     action: Action,
 ) -> Response:
-    session = current(request)
+    session = await current(request)
     form = await _form(request)
     _check_csrf(session, form)
     _visible(session, account_id)
@@ -579,7 +605,7 @@ def _payload(text: str) -> Any:
 async def send_event(
     request: Request, account_id: AccountId, workflow_name: WorkflowName, instance_id: InstanceId
 ) -> Response:
-    session = current(request)
+    session = await current(request)
     form = await _form(request)
     _check_csrf(session, form)
     _visible(session, account_id)

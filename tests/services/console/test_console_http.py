@@ -7,51 +7,20 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.fixtures.live_server import LiveServer, register_workflow
+from tests.fixtures.live_server import LiveServer
+from tests.services.console.console_client import console_client, hidden, instance_of, sign_in
 
 HOSTILE = "<script>alert('x')</script>"
 
 
 @pytest.fixture
 async def client(live_service: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=live_service.service.api)
-    async with httpx.AsyncClient(transport=transport, base_url="http://console.test") as c:
+    async with console_client(live_service) as c:
         yield c
-
-
-def _hidden(html: str, name: str) -> str:
-    found = re.search(rf'name="{name}" value="([^"]*)"', html)
-    assert found, f"no hidden field {name!r}"
-    return found.group(1)
-
-
-async def sign_in(client: httpx.AsyncClient, token: str, next_path: str = "") -> httpx.Response:
-    form = await client.get("/console/sign-in")
-    nonce = _hidden(form.text, "sign_in_token")
-    return await client.post(
-        "/console/sign-in", data={"token": token, "sign_in_token": nonce, "next": next_path}
-    )
-
-
-async def instance_of(
-    client: httpx.AsyncClient, live: LiveServer, account: str, params: Any = None
-) -> tuple[str, str]:
-    workflow = f"wf-{uuid.uuid4().hex[:8]}"
-    token = live.token_for(account)
-    await register_workflow(client, account, workflow, token)
-    instance = f"i-{uuid.uuid4().hex[:8]}"
-    created = await client.post(
-        f"/client/v4/accounts/{account}/workflows/{workflow}/instances",
-        json={"instance_id": instance, "params": params},
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    assert created.status_code == 200, created.text
-    return workflow, instance
 
 
 async def test_pages_send_a_stranger_to_sign_in_and_the_token_ends_in_a_strict_cookie(
@@ -106,7 +75,7 @@ async def test_an_action_without_the_sessions_csrf_token_is_refused_and_changes_
     await sign_in(client, live_service.token_a)
     url = f"/console/accounts/{account}/workflows/{workflow}/instances/{instance}"
     page = await client.get(url)
-    csrf = _hidden(page.text, "csrf_token")
+    csrf = hidden(page.text, "csrf_token")
     command = {"confirmed": "yes", "command_id": str(uuid.uuid4())}
 
     for form in (command, {**command, "csrf_token": ""}, {**command, "csrf_token": csrf[:-2]}):
@@ -117,7 +86,7 @@ async def test_an_action_without_the_sessions_csrf_token_is_refused_and_changes_
     other = httpx.AsyncClient(transport=client._transport, base_url="http://console.test")
     async with other:
         await sign_in(other, live_service.token_a)
-        other_csrf = _hidden((await other.get(url)).text, "csrf_token")
+        other_csrf = hidden((await other.get(url)).text, "csrf_token")
     assert other_csrf != csrf
     assert (
         await client.post(f"{url}/actions/pause", data={**command, "csrf_token": other_csrf})
@@ -130,7 +99,7 @@ async def test_an_action_without_the_sessions_csrf_token_is_refused_and_changes_
     asked = await client.post(f"{url}/actions/pause", data={"csrf_token": csrf})
     assert asked.status_code == 200 and 'name="confirmed" value="yes"' in asked.text
     done = await client.post(
-        f"{url}/actions/pause", data={**command, "csrf_token": _hidden(asked.text, "csrf_token")}
+        f"{url}/actions/pause", data={**command, "csrf_token": hidden(asked.text, "csrf_token")}
     )
     assert done.status_code == 200 and "the instance is now paused" in done.text
     again = await client.post(f"{url}/actions/pause", data={**command, "csrf_token": csrf})
@@ -177,7 +146,7 @@ async def test_another_accounts_pages_are_404_like_missing_ones(
     page = await client.get(f"{base}/{workflow}/instances/{instance}")
     csrf = re.search(r'name="csrf_token" value="([^"]*)"', page.text)
     own = await client.get(f"/console/accounts/{live_service.account_a}/workflows")
-    token = _hidden(own.text, "csrf_token")
+    token = hidden(own.text, "csrf_token")
     assert csrf is None
     acted = await client.post(
         f"{base}/{workflow}/instances/{instance}/actions/terminate",
@@ -205,7 +174,7 @@ async def test_user_text_is_escaped_everywhere(
     sent = await client.post(
         f"{url}/events",
         data={
-            "csrf_token": _hidden(page.text, "csrf_token"),
+            "csrf_token": hidden(page.text, "csrf_token"),
             "event_type": "approved",
             "payload": '{"note": "' + HOSTILE.replace("'", "\\u0027") + '"}',
         },
@@ -213,7 +182,7 @@ async def test_user_text_is_escaped_everywhere(
     assert sent.status_code == 200 and "<script>alert" not in sent.text
     refused = await client.post(
         f"{url}/events",
-        data={"csrf_token": _hidden(page.text, "csrf_token"), "event_type": HOSTILE},
+        data={"csrf_token": hidden(page.text, "csrf_token"), "event_type": HOSTILE},
     )
     assert refused.status_code == 400 and HOSTILE not in refused.text
 
@@ -243,7 +212,7 @@ async def test_a_finished_instance_is_deleted_after_confirmation_with_the_csrf_t
     assert terminated.status_code == 200, terminated.text
     page = await client.get(url)
     assert 'id="action-delete"' in page.text
-    csrf = _hidden(page.text, "csrf_token")
+    csrf = hidden(page.text, "csrf_token")
 
     command = {"confirmed": "yes", "command_id": str(uuid.uuid4())}
     refused = await client.post(f"{url}/actions/delete", data=command)
@@ -253,7 +222,7 @@ async def test_a_finished_instance_is_deleted_after_confirmation_with_the_csrf_t
     assert "Yes, delete" in asked.text
     assert (await client.get(api, headers=bearer)).status_code == 200  # asking changed nothing
     done = await client.post(
-        f"{url}/actions/delete", data={**command, "csrf_token": _hidden(asked.text, "csrf_token")}
+        f"{url}/actions/delete", data={**command, "csrf_token": hidden(asked.text, "csrf_token")}
     )
     assert done.status_code == 200 and f"instance {instance} is deleted" in done.text
     assert (await client.get(url)).status_code == 404
