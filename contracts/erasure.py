@@ -4,11 +4,14 @@ Every instance has an encryption key of its own; these fields are stored encrypt
 and deleting the instance destroys the key (crypto-shredding, docs/erasure.md). The history
 stays: event types, versions, times, step names and statuses fold as before.
 
-Two markers, both plain strings so that every fold and subscriber can carry them:
+Three markers, all plain strings so that every fold and subscriber can carry them:
 - `ERASED`: the instance was deleted and its key destroyed; the content is gone for good.
 - `WITHHELD`: on the events topic the content is not carried at all (Flowledger cannot rewrite
   a Kafka topic, so nothing that must be erasable is ever written there); read it through the
   API while the instance exists. `FLOWLEDGER_EVENTS_CARRY_CONTENT=true` turns this off.
+- `UNREADABLE`: what the relay, the projections and the scheduler read for the content of an
+  instance whose data key no configured key-encryption key opens (the content is not gone: once
+  that key is configured again, `flowledger projections rebuild` restores the views).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from contracts.events import LifecycleEvent
 
 ERASED = "[erased]"
 WITHHELD = "[withheld]"
+UNREADABLE = "[unreadable]"
 
 # Event type -> paths of its personal content. A path is a field, or (field, key) for one key
 # of a dict field (an error's message: its name, a class name, stays readable).

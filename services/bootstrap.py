@@ -65,7 +65,21 @@ def build_application(settings: Settings) -> FlowledgerApplication:
     app.existing_ids = one_query_per_batch(app)
     view_tables = [f"view_{name}" for name in READ_MODELS]
     app.use_key_store(open_key_table(app.factory, view_tables), settings.keks())
+    try:
+        # Every process that opens the store, before it seals or reads anything: KEKs that
+        # open none of the store's keys refuse the start (KeyEncryptionKeyMismatch).
+        app.keyring.verify()
+    except BaseException:
+        app.close()
+        raise
     return app
+
+
+def check_keys(settings: Settings) -> None:
+    """Raises KeyEncryptionKeyMismatch unless the configured KEKs open the store's keys: for
+    a process that runs no role itself (the supervisor checks once for its children)."""
+    with schema_lock(settings.store):
+        build_application(settings).close()
 
 
 def open_views(app: FlowledgerApplication) -> dict[str, DocumentView]:

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 from services import cli_operator
+from services.application.kek_checks import KeyEncryptionKeyMismatch
 from services.settings import Settings
 
 
@@ -53,7 +54,10 @@ def main(argv: list[str] | None = None) -> int:
 
     keys = sub.add_parser("keys", help="the instances' data keys (docs/erasure.md)")
     keys.add_argument(
-        "action", choices=["rewrap"], help="wrap every data key with the newest KEK (rotation)"
+        "action",
+        choices=["rewrap", "check"],
+        help="rewrap: wrap every data key with the newest KEK (rotation); "
+        "check: do the configured KEKs open the store's keys (the check every role makes)",
     )
 
     schemas = sub.add_parser("schemas", help="regenerate schemas/ from the contracts")
@@ -87,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "projections":
             return _rebuild(settings, args.name)
         if args.command == "keys":
-            return _rewrap(settings)
+            return _rewrap(settings) if args.action == "rewrap" else _check_keys(settings)
         if args.command == "publish":
             return _example() if args.example else _publish(settings, args)
         if args.command in cli_operator.OPERATOR_COMMANDS:
@@ -102,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     except KeyboardInterrupt:
         return 130
+    except KeyEncryptionKeyMismatch as refused:  # from any process that opens the store
+        print(f"flowledger {args.command}: {refused}", file=sys.stderr)
+        return 2
     return 2
 
 
@@ -122,8 +129,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from flowledger.worker import EntrypointError, load_entrypoint
+    from services.server import configure_logging  # the service's log lines, JSON too
     from services.worker.process import run_worker
 
+    configure_logging(settings.log_format)
     try:
         load_entrypoint(args.target)  # before anything connects: a typo fails at once
     except EntrypointError as error:
@@ -167,6 +176,7 @@ def _bootstrap(settings: Settings) -> str | None:
 def _rewrap(settings: Settings) -> int:
     """After a new KEK was put first in FLOWLEDGER_KEY_ENCRYPTION_KEYS: once this ran, the
     older KEKs may be dropped from the list."""
+    from services.application.sealing import UnknownKeyEncryptionKey
     from services.bootstrap import build_application
     from services.store.schema_lock import schema_lock
 
@@ -174,8 +184,28 @@ def _rewrap(settings: Settings) -> int:
         app = build_application(settings)
     try:
         print(f"rewrapped {app.keyring.rewrap_all()} data keys with the newest key")
+    except UnknownKeyEncryptionKey as unknown:  # the store still knows the older KEKs
+        print(f"error: {unknown}; nothing was retired", file=sys.stderr)
+        return 1
     finally:
         app.close()
+    return 0
+
+
+def _check_keys(settings: Settings) -> int:
+    """What every role checks at its start, asked for on its own (e.g. before a deploy)."""
+    from services.application.kek_checks import kek_id
+    from services.bootstrap import build_application
+    from services.store.schema_lock import schema_lock
+
+    with schema_lock(settings.store):
+        app = build_application(settings)  # refuses a mismatch (KeyEncryptionKeyMismatch)
+    try:
+        known = ", ".join(sorted(app.keyring.store.checks()))
+    finally:
+        app.close()
+    configured = ", ".join(kek_id(k) for k in settings.keks())
+    print(f"ok: the store knows KEK ids {known}; configured, newest first: {configured}")
     return 0
 
 

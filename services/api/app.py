@@ -22,10 +22,11 @@ from services.api import (
 )
 from services.api.auth import ApiTokens
 from services.api.body_guard import BodyGuard
-from services.api.envelope import http_error, still_pending, validation_error
+from services.api.envelope import http_error, still_pending, unknown_key, validation_error
 from services.api.gateway import CommandGateway
 from services.api.writes import StillPending
 from services.application.history import InstanceHistory
+from services.application.sealing import UnknownKeyEncryptionKey
 from services.console.app import create_console
 from services.store.document_view import DocumentView
 
@@ -68,6 +69,7 @@ def create_api(
     api.add_exception_handler(StarletteHTTPException, http_error)
     api.add_exception_handler(RequestValidationError, validation_error)
     api.add_exception_handler(StillPending, still_pending)
+    api.add_exception_handler(UnknownKeyEncryptionKey, unknown_key)
     api.include_router(workflow_routes.router)
     api.include_router(cloudflare_routes.router)
     api.include_router(history_routes.router)

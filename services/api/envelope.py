@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
 
 # Cloudflare error codes are >= 1000; ours keep HTTP's meaning readable in the last digits.
 ERROR_CODES = {
@@ -34,6 +37,8 @@ def failure(status: int, message: str, code: int | None = None) -> JSONResponse:
         },
     )
 
+
+UNKNOWN_KEY_CODE = 10503  # the instance's data key cannot be unwrapped (`unknown_key`)
 
 # A rejected command's stable code, as a number in the envelope (Cloudflare's codes are ints).
 CODES_BY_REASON = {
@@ -103,6 +108,22 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         fields = {".".join(str(p) for p in err["loc"][1:]): [err["msg"]] for err in exc.errors()}
         return onfido_failure(422, f"invalid request: {problems}", fields)
     return failure(400, f"invalid request: {problems}")
+
+
+UNKNOWN_KEY_MESSAGE = (
+    "the instance's data key cannot be unwrapped with the configured keys: its content cannot "
+    "be read until FLOWLEDGER_KEY_ENCRYPTION_KEYS lists the key-encryption key it was wrapped "
+    "with (docs/erasure.md, Keys)"
+)
+
+
+async def unknown_key(request: Request, exc: Exception) -> JSONResponse:
+    """A read met an instance whose data key no configured KEK opens: 503 in the dialect's
+    envelope, not a bare 500. Not retried by SDKs: only an operator can fix it."""
+    log.error("%s: %s", request.url.path, exc)  # the aggregate's id, never content
+    response = dialect_failure(request.url.path, 503, UNKNOWN_KEY_MESSAGE, UNKNOWN_KEY_CODE)
+    response.headers["x-should-retry"] = "false"
+    return response
 
 
 async def still_pending(request: Request, exc: Exception) -> JSONResponse:

@@ -62,9 +62,11 @@ class NotificationLog:
             after, limit, stop=head, topics=self._topics, inclusive_of_start=False
         )
         last_id = notifications[-1].id if len(notifications) >= limit else head
+        to_domain_event = self._app.mapper.to_domain_event
         if isinstance(self._app.mapper, SealingMapper):
             self._app.mapper.prefetch_keys(notifications)  # one read, not one per instance
-        to_domain_event = self._app.mapper.to_domain_event
+            # An instance whose data key no KEK opens must not stop every follower.
+            to_domain_event = self._app.mapper.to_followed_event
         translate = self._translator.translate
         events = [
             (n.id, event)

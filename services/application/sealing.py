@@ -13,6 +13,7 @@ The mapper does the sealing, so the aggregate, the folds and the handlers never 
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -26,12 +27,16 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.persistence import Mapper, StoredEvent
 from eventsourcing.utils import get_topic
 
-from contracts.erasure import ERASED, SEALED_FIELDS
+from contracts.erasure import ERASED, SEALED_FIELDS, UNREADABLE
+from services.application.kek_checks import kek_check, kek_id, matching, mismatch
+
+log = logging.getLogger(__name__)
 
 # A sealed value in a stored event: NUL, which no client text may hold (`contracts.text`),
 # then base64 of nonce + ciphertext. No client value can pass for one.
 SEALED_PREFIX = "\x00sealed:"
 NONCE_BYTES = 12
+REPORTED_UNREADABLE_MAX = 10_000
 
 
 class KeyStore(Protocol):
@@ -53,12 +58,22 @@ class KeyStore(Protocol):
     def replace(self, wrapped: Mapping[UUID, bytes]) -> None:
         """Overwrites the wrapped form of existing keys (rotation); absent ids stay absent."""
 
+    def checks(self) -> dict[str, bytes]:
+        """The check value of each KEK that wraps keys here, by KEK id (`kek_checks`)."""
+
+    def add_check(self, kek_id: str, check: bytes) -> None:
+        """Records a KEK's check value; one already recorded stays."""
+
+    def keep_checks(self, kek_ids: Collection[str]) -> None:
+        """Forgets the check values of every other KEK (a rewrap retired them)."""
+
 
 class MemoryKeyStore:
     """For applications on the in-memory event store (unit tests)."""
 
     def __init__(self) -> None:
         self._keys: dict[UUID, bytes] = {}
+        self._checks: dict[str, bytes] = {}
 
     def fetch(self, ids: Collection[UUID]) -> dict[UUID, bytes]:
         return {i: self._keys[i] for i in ids if i in self._keys}
@@ -81,6 +96,15 @@ class MemoryKeyStore:
             if aggregate_id in self._keys:
                 self._keys[aggregate_id] = key
 
+    def checks(self) -> dict[str, bytes]:
+        return dict(self._checks)
+
+    def add_check(self, kek_id: str, check: bytes) -> None:
+        self._checks.setdefault(kek_id, check)
+
+    def keep_checks(self, kek_ids: Collection[str]) -> None:
+        self._checks = {i: c for i, c in self._checks.items() if i in kek_ids}
+
 
 class KeyRing:
     """Data keys by aggregate id: created on first need, unwrapped once, cached (LRU).
@@ -94,6 +118,7 @@ class KeyRing:
         if not keks:
             raise ValueError("at least one key-encryption key is needed")
         self.store = store
+        self._raw_keks = list(keks)
         self._keks = [AESGCM(k) for k in keks]
         self._cache: OrderedDict[UUID, AESGCM] = OrderedDict()
         self._cache_size = cache_size
@@ -109,10 +134,16 @@ class KeyRing:
                 return cached
         if create:
             self.prepare([aggregate_id])
+            stored = True
         else:
-            self._load(self.store.fetch([aggregate_id]))
+            found = self.store.fetch([aggregate_id])
+            self._load(found)
+            stored = aggregate_id in found
         with self._lock:
-            return self._cache.get(aggregate_id)
+            cipher = self._cache.get(aggregate_id)
+        if cipher is None and stored:
+            raise _unknown(aggregate_id)
+        return cipher
 
     def prepare(self, ids: Iterable[UUID]) -> None:
         """Makes sure each of `ids` has a key, in one read and at most one write: a batch of
@@ -139,13 +170,37 @@ class KeyRing:
         self.store.destroy(ids)
         self.forget(ids)
 
+    def verify(self) -> None:
+        """At start, before anything is sealed: raises KeyEncryptionKeyMismatch unless one of
+        the KEKs is one the store's keys were wrapped with, then records the newest KEK's check
+        value (it wraps the keys made from now on). One small read; nothing is unwrapped but,
+        once, a key of a store written before check values existed."""
+        known = self.store.checks()
+        if known:
+            found = matching(known, self._raw_keks)
+            if not found:
+                raise mismatch(list(known), self._raw_keks)
+            if unlisted := sorted(set(known) - set(found)):
+                log.warning(
+                    "the store has data keys wrapped with KEK ids %s, which "
+                    "FLOWLEDGER_KEY_ENCRYPTION_KEYS lacks: their instances cannot be read "
+                    "(run `flowledger keys rewrap` before dropping a KEK)",
+                    ", ".join(unlisted),
+                )
+        else:
+            self._check_unrecorded()
+        self._record_check(0)
+
     def rewrap_all(self, batch: int = 500) -> int:
         """Wraps every stored data key with the newest KEK, so older KEKs can be retired;
-        returns how many. Safe beside a running service: a data key itself never changes."""
+        returns how many. Safe beside a running service: a data key itself never changes.
+        Afterwards the store knows the newest KEK alone, so only it passes `verify`."""
+        self._record_check(0)
         done, after = 0, None
         while page := self.store.scan(after, batch):
             self.store.replace({i: self._wrap(i, self._unwrap(i, w)) for i, w in page})
             done, after = done + len(page), page[-1][0]
+        self.store.keep_checks([kek_id(self._raw_keks[0])])
         return done
 
     def forget(self, ids: Iterable[UUID]) -> None:
@@ -153,8 +208,29 @@ class KeyRing:
             for aggregate_id in ids:
                 self._cache.pop(aggregate_id, None)
 
+    def _check_unrecorded(self) -> None:
+        """A store whose keys predate check values: the KEK that opens one of them is
+        recorded; if none does, the store is refused like any other mismatch."""
+        sample = self.store.scan(None, 1)
+        if not sample:
+            return  # a new store: the newest KEK is recorded next
+        opened = self._open_with(*sample[0])
+        if opened is None:
+            raise mismatch([], self._raw_keks)
+        self._record_check(opened[0])
+
+    def _record_check(self, index: int) -> None:
+        kek = self._raw_keks[index]
+        self.store.add_check(kek_id(kek), kek_check(kek))
+
     def _load(self, wrapped: Mapping[UUID, bytes]) -> None:
-        keys = {i: AESGCM(self._unwrap(i, w)) for i, w in wrapped.items()}
+        """Caches the keys that a configured KEK opens; the others stay out, so that only the
+        events of their own instances fail (`cipher`), not a whole batch of others'."""
+        keys = {
+            i: AESGCM(opened[1])
+            for i, w in wrapped.items()
+            if (opened := self._open_with(i, w)) is not None
+        }
         with self._lock:
             for aggregate_id, cipher in keys.items():
                 self._cache[aggregate_id] = cipher
@@ -167,26 +243,42 @@ class KeyRing:
         return nonce + self._keks[0].encrypt(nonce, key, aggregate_id.bytes)
 
     def _unwrap(self, aggregate_id: UUID, wrapped: bytes) -> bytes:
+        opened = self._open_with(aggregate_id, wrapped)
+        if opened is None:
+            raise _unknown(aggregate_id)
+        return opened[1]
+
+    def _open_with(self, aggregate_id: UUID, wrapped: bytes) -> tuple[int, bytes] | None:
+        """The index of the KEK that opens `wrapped`, and the data key; None if none does."""
         nonce, body = wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:]
-        for kek in self._keks:
+        for index, kek in enumerate(self._keks):
             try:
-                return kek.decrypt(nonce, body, aggregate_id.bytes)
+                return index, kek.decrypt(nonce, body, aggregate_id.bytes)
             except InvalidTag:
                 continue
-        raise UnknownKeyEncryptionKey(
-            f"no configured key-encryption key opens the data key of {aggregate_id}: "
-            "FLOWLEDGER_KEY_ENCRYPTION_KEYS must list the key it was wrapped with"
-        )
+        return None
 
 
 class UnknownKeyEncryptionKey(Exception):
     """A data key wrapped by a KEK that is not configured: refusing beats reading `ERASED`."""
 
 
+def _unknown(aggregate_id: UUID) -> UnknownKeyEncryptionKey:
+    return UnknownKeyEncryptionKey(
+        f"no configured key-encryption key opens the data key of {aggregate_id}: "
+        "FLOWLEDGER_KEY_ENCRYPTION_KEYS must list the key it was wrapped with"
+    )
+
+
 class SealingMapper(Mapper[UUID]):
     """The library's mapper, sealing and opening the fields `SEALED_FIELDS` names."""
 
     keyring: KeyRing | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Instances `to_followed_event` reported unreadable (bounded: a log line each).
+        self._reported: OrderedDict[UUID, None] = OrderedDict()
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         paths = SEALED_FIELDS.get(type(domain_event).__name__)
@@ -208,15 +300,51 @@ class SealingMapper(Mapper[UUID]):
         return StoredEvent(originator_id, version, get_topic(type(domain_event)), stored_state)
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        """Raises UnknownKeyEncryptionKey for an instance whose data key no KEK opens."""
+        return self._decode(stored_event, followed=False)
+
+    def to_followed_event(self, stored_event: StoredEvent) -> Any:
+        """For the notification log's followers: an event whose data key no configured KEK
+        opens has its sealed fields read as `UNREADABLE` (reported once per instance), so one
+        such instance does not stop the relay, the projections and the scheduler for every
+        other. Reads of the instance itself (history, `as_of`, commands) still refuse."""
+        return self._decode(stored_event, followed=True)
+
+    def _decode(self, stored_event: StoredEvent, *, followed: bool) -> Any:
         domain_event = super().to_domain_event(stored_event)
         paths = SEALED_FIELDS.get(type(domain_event).__name__)
         if paths:
             state = domain_event.__dict__  # frozen dataclass: filled in place, as the library does
             originator_id, version = domain_event.originator_id, domain_event.originator_version
-            cipher = self._keys().cipher(originator_id, create=False)
+            missing = ERASED
+            try:
+                cipher = self._keys().cipher(originator_id, create=False)
+            except UnknownKeyEncryptionKey:
+                if not followed:
+                    raise
+                cipher, missing = None, UNREADABLE
+                self._report_unreadable(originator_id)
             for path in paths:
-                _replace(state, path, lambda v, p=path: _open(cipher, originator_id, version, p, v))
+                _replace(
+                    state,
+                    path,
+                    lambda v, p=path: _open(cipher, originator_id, version, p, v, missing),
+                )
         return domain_event
+
+    def _report_unreadable(self, originator_id: UUID) -> None:
+        if originator_id in self._reported:
+            return
+        self._reported[originator_id] = None
+        if len(self._reported) > REPORTED_UNREADABLE_MAX:
+            self._reported.popitem(last=False)
+        log.error(
+            "no configured key-encryption key opens the data key of %s: its events are "
+            "followed with their content %s. Configure the KEK it was wrapped with, then "
+            "`flowledger projections rebuild` restores the views (docs/erasure.md, Keys)",
+            originator_id,
+            UNREADABLE,
+        )
 
     def prefetch_keys(self, stored_events: Iterable[StoredEvent]) -> None:
         """Loads, in one read, the data keys `to_domain_event` will need for these events:
@@ -265,12 +393,18 @@ def _seal(cipher: AESGCM, originator_id: UUID, version: int, path: tuple[str, ..
 
 
 def _open(
-    cipher: AESGCM | None, originator_id: UUID, version: int, path: tuple[str, ...], v: Any
+    cipher: AESGCM | None,
+    originator_id: UUID,
+    version: int,
+    path: tuple[str, ...],
+    v: Any,
+    missing: str = ERASED,
 ) -> Any:
+    """The value in clear; `missing` (what stands in for it) when there is no key."""
     if not (isinstance(v, str) and v.startswith(SEALED_PREFIX)):
         return v  # stored before sealing, or not sealed
     if cipher is None:
-        return ERASED
+        return missing
     raw = base64.b64decode(v[len(SEALED_PREFIX) :])
     nonce, body = raw[:NONCE_BYTES], raw[NONCE_BYTES:]
     return msgspec.json.decode(cipher.decrypt(nonce, body, _aad(originator_id, version, path)))

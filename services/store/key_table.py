@@ -31,6 +31,8 @@ from psycopg.sql import SQL, Identifier
 log = logging.getLogger(__name__)
 
 TABLE = "instance_keys"
+# One row per KEK that wraps keys here: its id and check value (services.application.kek_checks).
+CHECKS_TABLE = "kek_checks"
 SQLITE_CHUNK = 500  # under SQLite's limit on bound parameters
 COALESCE_S = 0.5  # erasures asked for within this share one scrub
 RETRY_S = 1.0  # after a scrub that could not finish (a reader held the WAL, the store away)
@@ -105,6 +107,10 @@ class SQLiteKeyTable:
                 f"CREATE TABLE IF NOT EXISTS {TABLE} "
                 "(aggregate_id TEXT PRIMARY KEY, wrapped BLOB NOT NULL)"
             )
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {CHECKS_TABLE} "
+                "(kek_id TEXT PRIMARY KEY, check_value BLOB NOT NULL)"
+            )
 
     def fetch(self, ids: Collection[UUID]) -> dict[UUID, bytes]:
         found: dict[UUID, bytes] = {}
@@ -154,6 +160,26 @@ class SQLiteKeyTable:
                 [(w, i.hex) for i, w in wrapped.items()],
             )
 
+    def checks(self) -> dict[str, bytes]:
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(f"SELECT kek_id, check_value FROM {CHECKS_TABLE}")
+            return {r["kek_id"]: bytes(r["check_value"]) for r in cursor.fetchall()}
+
+    def add_check(self, kek_id: str, check: bytes) -> None:
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(
+                f"INSERT OR IGNORE INTO {CHECKS_TABLE} (kek_id, check_value) VALUES (?, ?)",
+                [kek_id, check],
+            )
+
+    def keep_checks(self, kek_ids: Collection[str]) -> None:
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(
+                f"DELETE FROM {CHECKS_TABLE} "
+                f"WHERE kek_id NOT IN ({', '.join('?' * len(kek_ids))})",
+                list(kek_ids),
+            )
+
     def scrub(self) -> bool:
         """Copies the WAL into the database file and truncates it to nothing: the frames that
         held deleted rows (and the zeroed pages that replaced them) leave no copy behind.
@@ -177,6 +203,7 @@ class PostgresKeyTable:
     def __init__(self, factory: PostgresFactory, scrubbed_tables: Sequence[str] = ()) -> None:
         self.datastore = factory.datastore
         self._table = Identifier(self.datastore.schema, TABLE)
+        self._checks = Identifier(self.datastore.schema, CHECKS_TABLE)
         self._scrubbed = [Identifier(self.datastore.schema, t) for t in (TABLE, *scrubbed_tables)]
         self.scrubber = Scrubber(self.scrub, POSTGRES_FOLLOW_UPS_S)
 
@@ -187,6 +214,12 @@ class PostgresKeyTable:
                     "CREATE TABLE IF NOT EXISTS {} "
                     "(aggregate_id uuid PRIMARY KEY, wrapped bytea NOT NULL)"
                 ).format(self._table)
+            )
+            cursor.execute(
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (kek_id text PRIMARY KEY, check_value bytea "
+                    "NOT NULL)"
+                ).format(self._checks)
             )
 
     def fetch(self, ids: Collection[UUID]) -> dict[UUID, bytes]:
@@ -233,6 +266,28 @@ class PostgresKeyTable:
             cursor.executemany(
                 SQL("UPDATE {} SET wrapped = %s WHERE aggregate_id = %s").format(self._table),
                 [(w, i) for i, w in wrapped.items()],
+            )
+
+    def checks(self) -> dict[str, bytes]:
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(SQL("SELECT kek_id, check_value FROM {}").format(self._checks))
+            return {r["kek_id"]: bytes(r["check_value"]) for r in cursor.fetchall()}
+
+    def add_check(self, kek_id: str, check: bytes) -> None:
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(
+                SQL(
+                    "INSERT INTO {} (kek_id, check_value) VALUES (%s, %s) "
+                    "ON CONFLICT (kek_id) DO NOTHING"
+                ).format(self._checks),
+                [kek_id, check],
+            )
+
+    def keep_checks(self, kek_ids: Collection[str]) -> None:
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(
+                SQL("DELETE FROM {} WHERE NOT kek_id = ANY(%s)").format(self._checks),
+                [list(kek_ids)],
             )
 
     def scrub(self) -> bool:

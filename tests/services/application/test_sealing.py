@@ -8,11 +8,14 @@ from datetime import UTC, datetime
 import pytest
 
 from contracts import commands as c
-from contracts.erasure import ERASED
+from contracts.erasure import ERASED, UNREADABLE
+from contracts.events import InstanceCreated
+from services.application.notification_log import NotificationLog
 from services.application.sealing import KeyRing, MemoryKeyStore, UnknownKeyEncryptionKey
 from services.bootstrap import build_application
 from services.domain.instance import WorkflowInstance
 from services.settings import Settings
+from services.store.key_table import open_key_table
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 
@@ -102,3 +105,30 @@ def test_a_data_key_wrapped_by_an_unlisted_key_encryption_key_is_refused() -> No
 def test_an_instance_without_a_key_reads_erased_rather_than_failing() -> None:
     ring = KeyRing(MemoryKeyStore(), [b"k" * 32])
     assert ring.cipher(uuid.uuid4(), create=False) is None
+
+
+def _wrap_with_another_kek(app, instance_id: uuid.UUID) -> None:  # type: ignore[no-untyped-def]
+    """The instance's data key as if wrapped by a KEK the process does not have."""
+    elsewhere = MemoryKeyStore()
+    KeyRing(elsewhere, [b"x" * 32]).prepare([instance_id])
+    open_key_table(app.factory).replace(elsewhere.fetch([instance_id]))
+
+
+def test_followers_read_an_instance_whose_key_no_kek_opens_as_unreadable_and_go_on(
+    store_url: str, new_id: str
+) -> None:
+    app = build_application(Settings(store=store_url))
+    _run_to_complete(app, f"acc{new_id}", "lost", "lost-content")
+    _run_to_complete(app, f"acc{new_id}", "kept", "kept-content")
+    lost = WorkflowInstance.create_id(f"acc{new_id}", "wf", "lost")
+    _wrap_with_another_kek(app, lost)
+
+    restarted = build_application(Settings(store=store_url))  # nothing cached
+    batch = NotificationLog(restarted).read(0, 1_000)
+    assert batch is not None
+    created = {e.instance_id: e.params for _, e in batch.events if isinstance(e, InstanceCreated)}
+    assert created == {"lost": UNREADABLE, "kept": {"secret": "kept-content"}}
+    with pytest.raises(UnknownKeyEncryptionKey):  # the instance's own reads still refuse
+        restarted.get_instance(f"acc{new_id}", "wf", "lost")
+    app.close()
+    restarted.close()

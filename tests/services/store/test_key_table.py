@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from contracts import commands as c
-from services.application.sealing import UnknownKeyEncryptionKey
+from services.application.kek_checks import KeyEncryptionKeyMismatch, kek_id
 from services.bootstrap import build_application
 from services.cli import main
 from services.settings import Settings
@@ -60,10 +60,8 @@ def test_after_a_rewrap_the_old_key_encryption_key_can_be_dropped(
         NOW,
     )
     before.close()
-    with pytest.raises(UnknownKeyEncryptionKey):
-        build_application(Settings(store=store_url, key_encryption_keys=_keys(NEW))).get_instance(
-            account, "w", "i"
-        )
+    with pytest.raises(KeyEncryptionKeyMismatch):  # the store knows OLD alone: refused at start
+        build_application(Settings(store=store_url, key_encryption_keys=_keys(NEW)))
 
     monkeypatch.setenv("FLOWLEDGER_STORE", store_url)
     monkeypatch.setenv("FLOWLEDGER_KEY_ENCRYPTION_KEYS", _keys(NEW, OLD))
@@ -71,4 +69,24 @@ def test_after_a_rewrap_the_old_key_encryption_key_can_be_dropped(
 
     after = build_application(Settings(store=store_url, key_encryption_keys=_keys(NEW)))
     assert after.get_instance(account, "w", "i").params == {"secret": new_id}
+    assert set(open_key_table(after.factory).checks()) == {kek_id(NEW)}  # OLD is retired
     after.close()
+    with pytest.raises(KeyEncryptionKeyMismatch):
+        build_application(Settings(store=store_url, key_encryption_keys=_keys(OLD)))
+
+
+def test_check_values_are_kept_per_kek_id_first_writer_wins_and_others_can_be_forgotten(
+    store_url: str,
+) -> None:
+    app = build_application(Settings(store=store_url))
+    table = open_key_table(app.factory)
+    table.keep_checks([])  # what building the application recorded (the dev KEK's)
+
+    table.add_check("kek-a", b"check a")
+    table.add_check("kek-a", b"another")  # a recorded check value is never replaced
+    table.add_check("kek-b", b"check b")
+    assert table.checks() == {"kek-a": b"check a", "kek-b": b"check b"}
+
+    table.keep_checks(["kek-b"])
+    assert table.checks() == {"kek-b": b"check b"}
+    app.close()
