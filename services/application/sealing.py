@@ -189,7 +189,8 @@ class KeyRing:
                 )
         else:
             self._check_unrecorded()
-        self._record_check(0)
+        if kek_id(self._raw_keks[0]) not in known:  # a write only when there is news
+            self._record_check(0)
 
     def rewrap_all(self, batch: int = 500) -> int:
         """Wraps every stored data key with the newest KEK, so older KEKs can be retired;
