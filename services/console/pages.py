@@ -20,6 +20,7 @@ import json
 import math
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, quote
@@ -38,17 +39,17 @@ from services.api.body_guard import is_console_form, json_problem
 from services.api.deps import AccountId, InstanceId, WorkflowName, view
 from services.api.history_routes import fold, history_item
 from services.api.writes import Rejected, StillPending, submit
+from services.console import paging
 from services.console import session as sessions
 from services.console.render import base_path, page, render_text
 from services.console.session import ConsoleSessions, Session
-from services.console.timeline import build
+from services.console.timeline import build, spans
 from services.store.document_view import Query as ViewQuery
 
 router = APIRouter()
 
 PER_PAGE = 25
 WORKFLOWS_PER_PAGE = 50
-MAX_HISTORY_SHOWN = 500
 STATUS_ORDER = (
     "queued", "running", "waiting", "waitingForPause", "paused", "rollingBack", "complete",
     "errored", "terminated",
@@ -371,34 +372,44 @@ async def _document(
     return doc
 
 
+def _as_of(
+    events: list[InstanceEvent] | None, as_of: int, instance_id: str
+) -> tuple[dict[str, Any], datetime]:
+    """The document folded up to version `as_of`, and that version's time."""
+    if events is None:
+        raise HTTPException(status_code=503, detail="This process does not serve histories.")
+    upto = [e for e in events if e.version <= as_of]
+    folded = fold(upto) if upto and upto[-1].version == as_of else None
+    if folded is None:
+        raise HTTPException(
+            status_code=404, detail=f"Instance {instance_id!r} has no version {as_of}."
+        )
+    return folded, upto[-1].occurred_at
+
+
 async def _instance(
     request: Request,
     session: Session,
-    account_id: str,
-    workflow_name: str,
-    instance_id: str,
+    names: tuple[str, str, str],
     as_of: int | None = None,
+    asked: Mapping[str, int | None] | None = None,
 ) -> dict[str, Any]:
-    """What the instance page shows: the live document (or the one folded up to `as_of`), its
-    timeline, and its history when this process serves histories."""
-    doc = await _document(request, account_id, workflow_name, instance_id)
+    """What the instance page shows: the live document (or the one folded up to `as_of`), a
+    page of its timeline and one of its history (`asked`: the page numbers asked for, by
+    query parameter), when this process serves histories."""
+    account_id, workflow_name, instance_id = names
+    asked = asked or {}
+    doc = await _document(request, *names)
     history = getattr(request.app.state, "history", None)
     events: list[InstanceEvent] | None = None
     if history is not None:
-        events = await asyncio.to_thread(history.events, account_id, workflow_name, instance_id)
-    latest = max([doc["version"], *(e.version for e in events or [])])
+        events = await asyncio.to_thread(history.events, *names)
     shown, now = doc, datetime.now(UTC)
     if as_of is not None:
-        if events is None:
-            raise HTTPException(status_code=503, detail="This process does not serve histories.")
-        upto = [e for e in events if e.version <= as_of]
-        folded = fold(upto) if upto and upto[-1].version == as_of else None
-        if folded is None:
-            raise HTTPException(
-                status_code=404, detail=f"Instance {instance_id!r} has no version {as_of}."
-            )
-        shown, now = folded, upto[-1].occurred_at
-    items = [history_item(e) for e in events or []]
+        shown, now = _as_of(events, as_of, instance_id)
+    url, keep = _instance_url(request, *names), {"as_of": as_of, **asked}
+    steps = paging.window(len(spans(shown)), asked.get(paging.STEPS))
+    past = paging.window(len(events or []), asked.get(paging.HISTORY))
     return {
         "session": session,
         "account_id": account_id,
@@ -406,19 +417,19 @@ async def _instance(
         "instance_id": instance_id,
         "doc": shown,
         "live_doc": doc,
+        "live_url": f"{url}/live{paging.query_string(asked)}",
         "as_of": as_of,
-        "latest_version": latest,
-        "timeline": build(shown, now),
-        "history": items[-MAX_HISTORY_SHOWN:],
-        "history_total": len(items),
+        "latest_version": max([doc["version"], *(e.version for e in events or [])]),
+        "timeline": build(shown, now, steps.first, paging.PER_PAGE),
+        "steps_pager": paging.pager(url, paging.STEPS, steps, keep),
+        "history": [history_item(e) for e in (events or [])[past.first : past.end]],
+        "history_pager": paging.pager(url, paging.HISTORY, past, keep),
         "has_history": events is not None,
         "actions": [
             (name, label) for name, (label, applies) in ACTIONS.items() if doc["status"] in applies
         ],
         "running": doc["status"] not in TERMINAL,
-        "crumbs": _crumbs(
-            request, account_id, workflow_name, instances=True, instance_id=instance_id
-        ),
+        "crumbs": _crumbs(request, *names[:2], instances=True, instance_id=instance_id),
         "title": f"Instance {instance_id}",
         "outcome": None,
         "event_type": "",
@@ -427,6 +438,7 @@ async def _instance(
 
 
 InstancePath = "/accounts/{account_id}/workflows/{workflow_name}/instances/{instance_id}"
+PageNumber = Annotated[int | None, Query(ge=1, le=1_000_000)]
 
 
 @router.get(InstancePath, response_class=HTMLResponse)
@@ -436,10 +448,14 @@ async def instance_page(
     workflow_name: WorkflowName,
     instance_id: InstanceId,
     as_of: Annotated[int | None, Query(ge=1, le=10**12)] = None,
+    steps_page: PageNumber = None,
+    history_page: PageNumber = None,
 ) -> Response:
     session = await current(request)
     _visible(session, account_id)
-    context = await _instance(request, session, account_id, workflow_name, instance_id, as_of)
+    asked = {paging.STEPS: steps_page, paging.HISTORY: history_page}
+    names = (account_id, workflow_name, instance_id)
+    context = await _instance(request, session, names, as_of, asked)
     return page(request, "instance.html", **context)
 
 
@@ -450,15 +466,19 @@ async def instance_live(
     workflow_name: WorkflowName,
     instance_id: InstanceId,
     since: Annotated[int | None, Query(ge=0, le=10**12)] = None,
+    steps_page: PageNumber = None,
+    history_page: PageNumber = None,
 ) -> Response:
-    """The part of the instance page that changes while it runs (polled by console.js):
-    204 while the view is still at version `since`."""
+    """The part of the instance page that changes while it runs (polled by console.js), with
+    the pages of steps and history the page shows: 204 while the view is still at `since`."""
     session = await current(request)
     _visible(session, account_id)
     doc = await _document(request, account_id, workflow_name, instance_id)
     if since is not None and doc["version"] == since:
         return Response(status_code=204, headers={"x-console-fragment": "live"})
-    context = await _instance(request, session, account_id, workflow_name, instance_id)
+    asked = {paging.STEPS: steps_page, paging.HISTORY: history_page}
+    names = (account_id, workflow_name, instance_id)
+    context = await _instance(request, session, names, None, asked)
     html = render_text(request, "live_top.html", **context) + render_text(
         request, "live_body.html", **context
     )
@@ -507,7 +527,7 @@ async def _after(
     outcome: dict[str, Any],
     **extra: Any,
 ) -> Response:
-    context = await _instance(request, session, *names)
+    context = await _instance(request, session, names)
     context.update(outcome=outcome, **extra)
     return page(request, "instance.html", status_code=status_code, **context)
 

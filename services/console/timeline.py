@@ -184,40 +184,49 @@ def _hold_bars(step: dict[str, Any], now: datetime) -> tuple[list[Bar], str, str
     return [Bar(kind, "waiting", start, max(now, start), True, text)], status, summary
 
 
-def build(doc: dict[str, Any], now: datetime) -> Timeline:
-    """The rows of the document's steps, sleeps and waits (terminations are not spans)."""
-    rows: list[Row] = []
-    for step in doc.get("steps") or []:
-        if not isinstance(step, dict) or step.get("type") not in ("step", "sleep", "waitForEvent"):
-            continue
-        if step["type"] == "step":
-            bars, status, summary = _step_bars(step, now)
-        else:
-            bars, status, summary = _hold_bars(step, now)
-        rows.append(
-            Row(
-                str(step.get("name", "")),
-                step["type"],
-                int(step.get("count") or 1),
-                status,
-                summary,
-                bars,
-            )
-        )
+def spans(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The document's steps, sleeps and waits: one row each (terminations are not spans)."""
+    return [
+        step
+        for step in doc.get("steps") or []
+        if isinstance(step, dict) and step.get("type") in ("step", "sleep", "waitForEvent")
+    ]
+
+
+def _row(step: dict[str, Any], now: datetime) -> Row:
+    if step["type"] == "step":
+        bars, status, summary = _step_bars(step, now)
+    else:
+        bars, status, summary = _hold_bars(step, now)
+    count = int(step.get("count") or 1)
+    return Row(str(step.get("name", "")), step["type"], count, status, summary, bars)
+
+
+def build(doc: dict[str, Any], now: datetime, first: int = 0, limit: int | None = None) -> Timeline:
+    """The rows of the document's spans `first` to `first + limit` (all by default), on an
+    axis from their earliest bar (from the instance's queueing on the first page) to their
+    latest (to the run's end, or now while it runs, on the last page): a page of a long
+    instance is drawn at its own scale, and only its rows are built."""
+    every = spans(doc)
+    end = len(every) if limit is None else first + limit
+    rows = [_row(step, now) for step in every[first:end]]
     starts = [b.start for r in rows for b in r.bars]
     ends = [b.end for r in rows for b in r.bars]
     queued = parse_time(doc.get("queued"))
-    if queued is not None:
+    if queued is not None and first == 0:
         starts.append(queued)
     run_end = parse_time(doc.get("end"))
-    if doc.get("status") in TERMINAL and run_end is not None:
-        ends.append(run_end)
-    elif doc.get("status") not in TERMINAL:
-        ends.append(now)
+    if end >= len(every):  # the last page: the axis runs to the run's end, or to now
+        if doc.get("status") not in TERMINAL:
+            ends.append(now)
+        elif run_end is not None:
+            ends.append(run_end)
     if not starts:
         return Timeline(None, None, rows, [])
-    axis_start = min(starts)
-    axis_end = max([*ends, axis_start])
+    return _placed(rows, min(starts), max([*ends, min(starts)]))
+
+
+def _placed(rows: list[Row], axis_start: datetime, axis_end: datetime) -> Timeline:
     span = (axis_end - axis_start).total_seconds() or 1.0
     placed = []
     for row in rows:
@@ -228,7 +237,7 @@ def build(doc: dict[str, Any], now: datetime) -> Timeline:
             x = min(max(x, 0.0), AXIS_UNITS - MIN_WIDTH)
             width = min(width, AXIS_UNITS - x)
             bars.append(replace(bar, x=round(x, 2), width=round(width, 2)))
-        placed.append(Row(row.name, row.type, row.count, row.status, row.summary, bars))
+        placed.append(replace(row, bars=bars))
     delta = axis_end - axis_start
     ticks = ["0"] + [f"+{duration(delta * k / (TICKS - 1))}" for k in range(1, TICKS)]
     return Timeline(axis_start, axis_end, placed, ticks)

@@ -1,6 +1,7 @@
 // Flowledger console: the only script (Content-Security-Policy: script-src 'self').
 // Everything works without it; it adds two things: the instance page refreshes its live part
-// while the instance runs, and the as-of slider shows the version it points at.
+// (the status and the pages of steps and history it shows, never more) while the instance
+// runs, and the as-of slider shows the version it points at.
 "use strict";
 
 (function () {
@@ -16,7 +17,9 @@
   function poll() {
     var live = document.getElementById("live");
     if (!live || live.dataset.running !== "true") return;
-    var url = live.dataset.liveUrl + "?since=" + encodeURIComponent(live.dataset.version);
+    var base = live.dataset.liveUrl;  // names the pages of steps and history shown, if any
+    var url = base + (base.indexOf("?") < 0 ? "?" : "&") + "since=" +
+      encodeURIComponent(live.dataset.version);
     fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
       .then(function (response) {
         if (response.headers.get("x-console-fragment") !== "live") {
