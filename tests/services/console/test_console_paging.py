@@ -64,12 +64,17 @@ def link(html: str, rel: str, pager: str) -> str | None:
     return found.group(1).replace("&amp;", "&") if found else None
 
 
-async def test_a_long_instance_shows_one_page_of_steps_and_links_to_the_next(
-    client: httpx.AsyncClient, live_service: LiveServer, live_kafka: KafkaClient
-) -> None:
+@pytest.fixture
+async def url(client: httpx.AsyncClient, live_service: LiveServer, live_kafka: KafkaClient) -> str:
+    """The console page of a long instance, `client` signed in to read it."""
     workflow, instance = await long_instance(client, live_service, live_kafka)
     await sign_in(client, live_service.token_a)
-    url = f"/console/accounts/{live_service.account_a}/workflows/{workflow}/instances/{instance}"
+    return f"/console/accounts/{live_service.account_a}/workflows/{workflow}/instances/{instance}"
+
+
+async def test_a_long_instance_shows_one_page_of_steps_and_links_to_the_next(
+    client: httpx.AsyncClient, url: str
+) -> None:
 
     first = (await client.get(url, params={"steps_page": 1})).text
     assert step_names(first) == [f"step-{n}" for n in range(100)]
@@ -99,11 +104,8 @@ async def test_a_long_instance_shows_one_page_of_steps_and_links_to_the_next(
 
 
 async def test_the_live_fragment_carries_only_the_pages_shown(
-    client: httpx.AsyncClient, live_service: LiveServer, live_kafka: KafkaClient
+    client: httpx.AsyncClient, url: str
 ) -> None:
-    workflow, instance = await long_instance(client, live_service, live_kafka)
-    await sign_in(client, live_service.token_a)
-    url = f"/console/accounts/{live_service.account_a}/workflows/{workflow}/instances/{instance}"
     page = (await client.get(url, params={"steps_page": 2})).text
     live_url = re.search(r'data-live-url="([^"]*)"', page)
     assert live_url and live_url.group(1) == f"{url}/live?steps_page=2"
