@@ -41,7 +41,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 from contracts import events as ev
 from contracts.keys import instance_key, workflow_key
@@ -64,37 +64,64 @@ def key_of(event: ev.LifecycleEvent) -> str | None:
     return None
 
 
+def _pending(timer: dict[str, Any]) -> bool:
+    """Neither fired nor parked (a timer whose command could not be built, or a schedule
+    with no next tick: it waits for an event that re-arms or cancels it)."""
+    return not timer.get("fired") and "parked" not in timer
+
+
 def due_ms(doc: dict[str, Any]) -> int | None:
     """When the earliest timer of the document is due; None while paused or none pending."""
     if doc["held"]:
         return None
-    pending = [t["due_ms"] for t in doc["timers"].values() if not t.get("fired")]
+    pending = [t["due_ms"] for t in doc["timers"].values() if _pending(t)]
     return min(pending, default=None)
+
+
+def due_kinds(doc: dict[str, Any], now_ms: int) -> list[str]:
+    """The timers of the document due at `now_ms` and not yet fired, in order."""
+    if doc["held"]:
+        return []
+    return [
+        kind
+        for kind, timer in sorted(doc["timers"].items())
+        if _pending(timer) and timer["due_ms"] <= now_ms
+    ]
+
+
+def command_of(doc: dict[str, Any], kind: str, now_ms: int) -> tuple[str, dict[str, Any]]:
+    """(kind without its cron expression, command) of the timer `kind` firing at `now_ms`."""
+    return kind.partition(" ")[0], _command_of(doc, doc["timers"][kind], now_ms)
 
 
 def due_commands(doc: dict[str, Any], now_ms: int) -> list[tuple[str, dict[str, Any]]]:
     """(kind, command) of every timer of the document due at `now_ms` and not yet fired."""
-    if doc["held"]:
-        return []
-    return [
-        (kind.partition(" ")[0], _command_of(doc, timer, now_ms))
-        for kind, timer in sorted(doc["timers"].items())
-        if not timer.get("fired") and timer["due_ms"] <= now_ms
-    ]
+    return [command_of(doc, kind, now_ms) for kind in due_kinds(doc, now_ms)]
 
 
-def mark_fired(doc: dict[str, Any], now_ms: int) -> dict[str, Any]:
+def mark_fired(
+    doc: dict[str, Any], now_ms: int, parked: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """The document once its timers due at `now_ms` have fired: instance timers are marked
-    fired (the event that follows cancels them), cron timers armed for their next tick."""
+    fired (the event that follows cancels them), cron timers armed for their next tick; the
+    timers in `parked` (kind -> reason) are parked instead."""
+    parked = parked or {}
     timers = {}
     for kind, timer in doc["timers"].items():
-        if timer.get("fired") or timer["due_ms"] > now_ms:
+        if kind in parked:
+            timers[kind] = {**timer, "parked": parked[kind]}
+        elif not _pending(timer) or timer["due_ms"] > now_ms:
             timers[kind] = timer
         elif "cron" in timer:
-            timers[kind] = {**timer, "due_ms": _next_tick_ms(timer["cron"], now_ms)}
+            timers[kind] = _cron_timer(timer["cron"], now_ms)
         else:
             timers[kind] = {**timer, "fired": True}
     return {**doc, "timers": timers}
+
+
+def parked_timers(doc: dict[str, Any]) -> dict[str, str]:
+    """kind -> reason of the document's parked timers."""
+    return {k: t["parked"] for k, t in doc["timers"].items() if "parked" in t}
 
 
 def _command_of(doc: dict[str, Any], timer: dict[str, Any], now_ms: int) -> dict[str, Any]:
@@ -256,8 +283,7 @@ def _scheduled(
     before = {} if doc is None else doc["timers"]
     at_ms = epoch_ms(event.occurred_at)
     timers = {
-        f"cron {cron}": before.get(f"cron {cron}")
-        or {"cron": cron, "due_ms": _next_tick_ms(cron, at_ms)}
+        f"cron {cron}": before.get(f"cron {cron}") or _cron_timer(cron, at_ms)
         for cron in event.schedules
     }
     if not timers:
@@ -271,9 +297,16 @@ def _scheduled(
     }
 
 
-def _next_tick_ms(cron: str, after_ms: int) -> int:
-    start = datetime.fromtimestamp(after_ms / 1000, UTC)
-    return epoch_ms(croniter(cron, start).get_next(datetime))
+def _cron_timer(cron: str, after_ms: int) -> dict[str, Any]:
+    """The timer of `cron` armed for its next tick after `after_ms`; parked when there is
+    none (the commands role refuses such expressions, but an event stored before it did, or
+    a croniter that disagrees, must not stop the fold: "0 0 31 2 *" raises)."""
+    try:
+        start = datetime.fromtimestamp(after_ms / 1000, UTC)
+        return {"cron": cron, "due_ms": epoch_ms(croniter(cron, start).get_next(datetime))}
+    except (CroniterError, ValueError, KeyError, OverflowError) as error:
+        reason = f"{type(error).__name__}: no next tick of {cron!r}: {error}"
+        return {"cron": cron, "due_ms": after_ms, "parked": reason[:300]}
 
 
 def _latest_tick_ms(cron: str, at_ms: int) -> int:

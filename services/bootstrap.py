@@ -38,6 +38,7 @@ from services.store.document_view import DocumentView, open_view
 from services.store.existing_ids import one_query_per_batch
 from services.store.health import StoreHealth
 from services.store.key_table import open_key_table
+from services.store.parked_table import ParkedTable, open_parked_table
 from services.store.schema_lock import schema_lock
 from services.store.timer_table import TimerTable, open_timer_table
 
@@ -95,6 +96,7 @@ class Store:
     views: dict[str, DocumentView]
     relay_tracking: TrackingRecorder
     timers: TimerTable[Any]
+    parked: ParkedTable
 
 
 def open_store(settings: Settings) -> Store:
@@ -103,7 +105,8 @@ def open_store(settings: Settings) -> Store:
     with schema_lock(settings.store):
         app = build_application(settings)
         timers = open_timer_table(app.factory, TIMERS_NAME)
-        return Store(app, open_views(app), app.factory.tracking_recorder(), timers)
+        parked = open_parked_table(app.factory)
+        return Store(app, open_views(app), app.factory.tracking_recorder(), timers, parked)
 
 
 @dataclass
@@ -146,10 +149,12 @@ class Service:
         return [r.follower for r in self.roles.values() if isinstance(r, FollowingRole)]
 
     def readiness(self) -> dict[str, Any]:
-        """Kafka, the store, this process's followers, and the lags, read from the store so
-        that every role's process reports the whole deployment's. Kafka counts as up when the
-        broker answers a connection and the last send of this process's producers was
-        acknowledged; the store, when its last lag query (in the background) answered."""
+        """Kafka, the store, this process's followers, and the lags and parked items, read
+        from the store so that every role's process reports the whole deployment's. Kafka
+        counts as up when the broker answers a connection and the last send of this process's
+        producers was acknowledged; the store, when its last lag query (in the background)
+        answered. Parked items do not make a process unready: its followers still work
+        (docs/operations.md)."""
         kafka_ok = self.probe.reachable and self.producer.healthy
         if self.gateway is not None:
             kafka_ok = kafka_ok and self.gateway.healthy
@@ -213,7 +218,9 @@ async def _compose(
     probe = BrokerProbe(bootstrap_servers)
     await stack.enter_async_context(_running(probe.run(stopping), "broker-probe"))
     notification_log = NotificationLog(app)
-    store_health = StoreHealth(lambda: store_lag(notification_log.head, views))
+    store_health = StoreHealth(
+        lambda: {**store_lag(notification_log.head, views), "parked": store.parked.summary()}
+    )
     await store_health.check()
     await stack.enter_async_context(_running(store_health.run(stopping), "store-health"))
     service = Service(
@@ -235,6 +242,7 @@ async def _compose(
         views=views,
         relay_tracking=store.relay_tracking,
         timers=store.timers,
+        parked=store.parked,
         producer=producer,
         metrics=service.metrics,
         wakeup=Wakeup(),

@@ -83,6 +83,13 @@ class Metrics:
             ["projection"],
             registry=self.registry,
         )
+        self.parked_items = Counter(
+            "flowledger_parked_items",
+            "Events or timers a follower could not handle (a fold or a command that raises): "
+            "recorded in the store, logged, passed over; alert on any.",
+            ["follower"],
+            registry=self.registry,
+        )
         self.timers_fired = Counter(
             "flowledger_timers_fired",
             "Timers the scheduler fired, by kind (sleep, backoff, wait, attempt, instance).",
@@ -147,6 +154,14 @@ class _ReadinessCollector(Collector):
         for name, value in sorted(report.get("projection_lag", {}).items()):
             lag.add_metric([name], value)
         yield lag
+        parked = GaugeMetricFamily(
+            "flowledger_parked",
+            "Items parked in the store by each follower, whichever process parked them.",
+            labels=["follower"],
+        )
+        for name, value in sorted((report.get("parked") or {}).get("by_follower", {}).items()):
+            parked.add_metric([name], value)
+        yield parked
 
 
 class _SchedulerCollector(Collector):

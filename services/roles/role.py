@@ -21,6 +21,7 @@ from services.metrics import Metrics
 from services.roles.resilient_producer import ResilientProducer
 from services.settings import Settings
 from services.store.document_view import DocumentView
+from services.store.parked_table import ParkedTable
 from services.store.timer_table import TimerTable
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class RoleContext:
     views: dict[str, DocumentView]
     relay_tracking: TrackingRecorder
     timers: TimerTable[Any]
+    # What the followers passed over (an event or timer they cannot handle), for every process.
+    parked: ParkedTable
     producer: ResilientProducer
     metrics: Metrics
     # Set by the commands role after each save: followers in the same process read at once.

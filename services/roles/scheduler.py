@@ -12,6 +12,10 @@ fires the timer again after the restart with the same command id (derived from t
 which the commands role answers `duplicate`; so does a second scheduler during a rolling
 restart. A timer that fell due while no scheduler ran fires as soon as one is back; none fires
 early (the clock is read when firing, and the due time comes from the arming event's time).
+
+Isolation: an event whose fold raises, or a timer whose command cannot be built, is parked
+(services/roles/parking.py) and the others flow on; only I/O failures (the broker or the
+store away) are retried, by the follower and the firing loop's back-off.
 """
 
 from __future__ import annotations
@@ -20,25 +24,26 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
 from eventsourcing.persistence import Tracking
 
-from contracts.commands import AnyCommand
-from contracts.keys import kafka_key
+from contracts.events import LifecycleEvent
 from projections import timers
 from services.application.notification_log import Batch
 from services.infra.backoff import Backoff
 from services.roles.follower import FollowingRole, follower_for
+from services.roles.parking import Parking, parking_for
 from services.roles.resilient_producer import ResilientProducer
 from services.roles.role import RoleContext, within_drain_time
-from services.roles.sending import Outgoing
+from services.roles.timer_firing import Fired, FiringPlan, plan_firing
+from services.store.parked_table import Parked
 from services.store.timer_table import TimerTable
 
 log = logging.getLogger(__name__)
+
+_UNREADABLE = "UnreadableDocument: the stored timer document is not a JSON object; folded afresh"
 
 TIMERS_NAME = "scheduler"  # the timer table's name and the follower's tracking name
 FIRE_BATCH = 500
@@ -52,10 +57,9 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True)
-class Fired:
-    kind: str
-    command: AnyCommand
+__all__ = ["MAX_TICK_S", "TIMERS_NAME", "Fired", "Scheduler", "SchedulerRole"]
+
+Doc = dict[str, Any]
 
 
 class Scheduler:
@@ -69,10 +73,12 @@ class Scheduler:
         producer: ResilientProducer,
         commands_topic: str,
         *,
+        parking: Parking,
         clock: Clock = utc_now,
         on_fired: Callable[[str], None] = lambda _kind: None,
     ) -> None:
         self.table = table
+        self._parking = parking
         self._producer = producer
         self._topic = commands_topic
         self._clock = clock
@@ -91,45 +97,64 @@ class Scheduler:
         self.woken.set()  # a timer armed now may be due before the loop's next tick
 
     def _fold(self, batch: Batch) -> None:
-        """Blocking: the timers of the batch's instances, written with the position."""
-        keyed = [(key, e) for _, e in batch.events if (key := timers.key_of(e)) is not None]
-        docs: dict[str, dict[str, Any] | None] = dict(
-            self.table.get_many(sorted({key for key, _ in keyed}))
-        )
-        touched: set[str] = set()
-        for key, event in keyed:
-            docs[key] = timers.apply(docs.get(key), event)
-            touched.add(key)
-        changes = {
-            key: None if (doc := docs.get(key)) is None else (timers.due_ms(doc), doc)
-            for key in touched
-        }
+        """Blocking: the timers of the batch's instances, written with the position; an
+        event whose fold raises is parked, the rest of the batch folded."""
+        parked: list[Parked] = []
+        keyed = self._keyed(batch, parked)
+        docs, unreadable = self.table.get_readable(sorted({key for _, key, _ in keyed}))
+        parked += [self._parking.note_reason(f"timer {key}", _UNREADABLE) for key in unreadable]
+        folded: dict[str, Doc | None] = dict(docs)
+        changes: dict[str, tuple[int | None, Doc] | None] = {}
+        for notification_id, key, event in keyed:
+            try:
+                doc = timers.apply(folded.get(key), event)
+                changes[key] = None if doc is None else (timers.due_ms(doc), doc)
+            except Exception as error:  # noqa: BLE001 - a pure fold: retrying cannot help
+                parked.append(self._parking.note(f"notification {notification_id}", error))
+                continue
+            folded[key] = doc
+        for key, change in changes.items():
+            reasons = {} if change is None else timers.parked_timers(change[1])
+            parked += [self._parking.note_reason(f"timer {key} {k}", r) for k, r in reasons.items()]
+        self._parking.record(parked)  # first: a crash before the write folds and parks again
         expected = self.table.position()
         self.table.apply_changes(changes, Tracking(TIMERS_NAME, batch.last_id), expected)
 
+    def _keyed(self, batch: Batch, parked: list[Parked]) -> list[tuple[int, str, LifecycleEvent]]:
+        keyed = []
+        for notification_id, event in batch.events:
+            try:
+                key = timers.key_of(event)
+            except Exception as error:  # noqa: BLE001 - pure, as the fold
+                parked.append(self._parking.note(f"notification {notification_id}", error))
+                continue
+            if key is not None:
+                keyed.append((notification_id, key, event))
+        return keyed
+
     async def fire_due(self) -> list[Fired]:
-        """Publishes every due timer's command, then marks those timers fired."""
+        """Publishes every due timer's command, then marks those timers fired; a timer whose
+        command cannot be built is parked in its document instead (timer_firing.py)."""
         async with self._lock:
             now_ms = timers.epoch_ms(self._clock())
-            due = await asyncio.to_thread(self.table.due, now_ms, FIRE_BATCH)
-            fired: list[Fired] = []
-            marks: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
-            for key, doc in due:
-                commands = timers.due_commands(doc, now_ms)
-                fired += [Fired(kind, _command(body)) for kind, body in commands]
-                marks[key] = (doc, timers.mark_fired(doc, now_ms))
-            if fired:
-                await self._producer.send_all([_outgoing(self._topic, f.command) for f in fired])
-                await asyncio.to_thread(self._mark, marks)
+            plan = await asyncio.to_thread(self._plan, now_ms)
+            if plan.outgoing:
+                await self._producer.send_all(plan.outgoing)
+            if plan.marks:
+                await asyncio.to_thread(self._settle, plan)
             self.pending, self.first_due_ms = await asyncio.to_thread(self.table.summary)
-        for one in fired:
+        for one in plan.fired:
             self._on_fired(one.kind)
-        return fired
+        return plan.fired
 
-    def _mark(self, marks: dict[str, tuple[dict[str, Any], dict[str, Any]]]) -> None:
-        self.table.mark_fired(
-            {key: (old, timers.due_ms(new), new) for key, (old, new) in marks.items()}
-        )
+    def _plan(self, now_ms: int) -> FiringPlan:
+        return plan_firing(self.table.due(now_ms, FIRE_BATCH), now_ms, self._topic)
+
+    def _settle(self, plan: FiringPlan) -> None:
+        """Blocking: records what was parked, then marks the rows (a crash between the two
+        plans the same parks again, recorded once)."""
+        self._parking.record([self._parking.note(item, error) for item, error in plan.problems])
+        self.table.mark_fired(plan.marks)
 
     def lag_ms(self) -> int:
         """How long the oldest due timer has been waiting (0 when none is overdue)."""
@@ -158,14 +183,6 @@ class Scheduler:
         return min(MAX_TICK_S, max(0.0, (self.first_due_ms - now_ms) / 1000))
 
 
-def _command(body: dict[str, Any]) -> AnyCommand:
-    return msgspec.convert(body, AnyCommand)  # type: ignore[arg-type]
-
-
-def _outgoing(topic: str, command: AnyCommand) -> Outgoing:
-    return Outgoing(topic, msgspec.json.encode(command), kafka_key(command).encode())
-
-
 async def _either(*events: asyncio.Event) -> None:
     waits = [asyncio.create_task(e.wait()) for e in events]
     try:
@@ -185,6 +202,7 @@ class SchedulerRole(FollowingRole):
             table,
             context.producer,
             context.settings.topics.commands,
+            parking=parking_for(context, "scheduler", clock=clock),
             clock=clock,
             on_fired=lambda kind: fired.labels(kind).inc(),
         )

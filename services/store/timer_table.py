@@ -9,7 +9,7 @@ its position says. The same class works on both backends, mixed into each backen
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -35,15 +35,39 @@ class TimerTable(DocumentView[CursorT]):
             f"CREATE INDEX IF NOT EXISTS {self.table}_by_due ON {self.table} (due_ms)",
         ]
 
-    def due(self, now_ms: int, limit: int) -> list[tuple[str, dict[str, Any]]]:
-        """The documents with a timer due at `now_ms`, earliest first."""
+    def due(self, now_ms: int, limit: int) -> list[tuple[str, str]]:
+        """(key, stored text) of the documents with a timer due at `now_ms`, earliest first:
+        undecoded, so that one unreadable document is the scheduler's to park, not a failed
+        read of every due timer; and `mark_fired` compares against exactly what was read."""
         sql = (
             f"SELECT key, doc FROM {self.table} WHERE due_ms <= {self.ph} "
             f"ORDER BY due_ms LIMIT {self.ph}"
         )
         with self.transaction(commit=False) as cursor:
             cursor.execute(sql, [now_ms, limit])
-            return [(row["key"], _decode(row["doc"])) for row in cursor.fetchall()]
+            return [(row["key"], row["doc"]) for row in cursor.fetchall()]
+
+    def get_readable(self, keys: Sequence[str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+        """The documents of `keys` that decode, and the keys of those that do not (the fold
+        starts them afresh, rather than fail on them for ever)."""
+        if not keys:
+            return {}, []
+        marks = ", ".join([self.ph] * len(keys))
+        with self.transaction(commit=False) as cursor:
+            cursor.execute(f"SELECT key, doc FROM {self.table} WHERE key IN ({marks})", list(keys))
+            rows = cursor.fetchall()
+        docs: dict[str, dict[str, Any]] = {}
+        unreadable = []
+        for row in rows:
+            try:
+                doc = _decode(row["doc"])
+            except msgspec.DecodeError:
+                doc = None
+            if isinstance(doc, dict):
+                docs[row["key"]] = doc
+            else:
+                unreadable.append(row["key"])
+        return docs, unreadable
 
     def summary(self) -> tuple[int, int | None]:
         """How many instances have a timer pending, and when the earliest is due."""
@@ -83,13 +107,14 @@ class TimerTable(DocumentView[CursorT]):
                 self.record_position(cursor, tracking)
 
     def mark_fired(
-        self, marks: Mapping[str, tuple[dict[str, Any], int | None, dict[str, Any]]]
+        self, marks: Mapping[str, tuple[str, int | None, dict[str, Any] | None]]
     ) -> None:
-        """key -> (document as read, new due_ms, new document): each row is updated only if
-        it still holds the document as read, so a scheduler never overwrites timers another
-        one armed or cancelled since (a lost mark only fires a timer again, as `duplicate`)."""
+        """key -> (stored text as read by `due`, new due_ms, new document, or None to keep
+        it): each row is updated only if it still holds what was read, so a scheduler never
+        overwrites timers another one armed or cancelled since (a lost mark only fires a
+        timer again, as `duplicate`). A kept document with no due_ms is a parked row."""
         rows = [
-            [due, _encode(new).decode(), key, _encode(old).decode()]
+            [due, old if new is None else _encode(new).decode(), key, old]
             for key, (old, due, new) in marks.items()
         ]
         with self.transaction(commit=True) as cursor:

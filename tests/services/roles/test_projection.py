@@ -82,7 +82,7 @@ def test_a_fold_that_fails_on_one_event_skips_it_counts_it_and_keeps_the_rest(
     model.key_of = cloudflare_instance.key_of
     skipped: list[int] = []
     view = open_view(app.factory, name)
-    projection = Projection(view, model, on_skip=lambda: skipped.append(1))
+    projection = Projection(view, model, on_skip=lambda *_: skipped.append(1))
     try:
         account = f"acc{new_id}"
         register = c.RegisterWorkflow(
