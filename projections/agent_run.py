@@ -33,6 +33,7 @@ from projections.instance_status import gone, instance_doc_key, is_stale, query_
 from projections.timestamps import iso, parse
 
 VIEW_NAME = "agent_runs"
+ROW_FIELD: str | None = None  # no list that grows with the steps
 
 FIELDS = (
     "id",

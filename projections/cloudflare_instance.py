@@ -24,11 +24,15 @@ import msgspec
 from contracts import events as ev
 from contracts.status import QUEUED, status_after
 from projections.instance_status import gone, instance_doc_key, is_stale
+from projections.row_window import cut
 from projections.timestamps import iso
 from services.domain.durations import to_milliseconds
 from services.domain.instance import DEFAULT_WAIT_TIMEOUT
 
 VIEW_NAME = "cloudflare_instances"
+# Stored one row per step beside the document (projections/row_window.py): `apply` sees the
+# steps from the last stored one on, and never needs the others.
+ROW_FIELD: str | None = "steps"
 REDACTED = "[REDACTED]"
 # A step's output in the get response is a preview: up to MAX_JSON_BYTES per step would make
 # one instance's answer unbounded. The step route serves the whole value.
@@ -213,9 +217,12 @@ def _rollback_ended(doc: dict[str, Any], e: ev.RollbackEnded, at: str) -> None:
 
 
 def _instance_restarted(doc: dict[str, Any], e: ev.InstanceRestarted, at: str) -> None:
-    kept = [s for s in doc["steps"] if s["type"] != "termination"][: e.kept_steps]
+    # Terminations only ever end a run's list and the kept steps are steps of the run, so the
+    # kept ones are the first `kept_steps` of the list: a cut, wherever the window starts.
+    window = [s for s in doc["steps"] if s["type"] != "termination"]
     doc.update(_fresh_run(at, run=e.run))
-    doc["steps"] = kept
+    doc["steps"] = window
+    cut(doc, "steps", e.kept_steps)
 
 
 def _run_completed(doc: dict[str, Any], e: ev.RunCompleted, at: str) -> None:

@@ -34,6 +34,7 @@ from projections.instance_status import gone, instance_doc_key, is_stale, query_
 from projections.timestamps import iso
 
 VIEW_NAME = "onfido_runs"
+ROW_FIELD: str | None = None  # no list that grows with the steps
 NO_APPLICANT = "00000000-0000-0000-0000-000000000000"
 OUTCOMES = frozenset({"approved", "declined", "review"})
 

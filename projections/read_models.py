@@ -14,6 +14,8 @@ from projections import agent_run, cloudflare_instance, onfido_run, staged_insta
 
 class ReadModel(Protocol):
     VIEW_NAME: str
+    # The document's list kept as one row per item beside it (projections/row_window.py).
+    ROW_FIELD: str | None
 
     def apply(self, doc: dict[str, Any] | None, event: LifecycleEvent) -> dict[str, Any] | None: ...
 

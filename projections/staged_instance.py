@@ -28,9 +28,13 @@ from typing import Any
 from contracts import events as ev
 from contracts.status import QUEUED, TERMINAL, status_after
 from projections.instance_status import gone, instance_doc_key, is_stale, query_columns
+from projections.row_window import cut
 from projections.timestamps import iso, utc_date
 
 VIEW_NAME = "staged_instances"
+# Stored one row per stage beside the document (projections/row_window.py): `apply` sees the
+# stages from the last stored one on, and never needs the others.
+ROW_FIELD: str | None = "stages"
 OPTIONAL_FIELDS = frozenset({"error", "terminatedAt"})
 OPTIONAL_STAGE_FIELDS = frozenset({"error", "terminated_at"})
 
@@ -71,7 +75,7 @@ def apply(doc: dict[str, Any] | None, event: ev.LifecycleEvent) -> dict[str, Any
     match event:
         case ev.InstanceRestarted():
             doc.update(terminatedAt=None, error=None)
-            doc["stages"] = doc["stages"][: event.kept_steps]
+            cut(doc, "stages", event.kept_steps)
         case ev.StepBegan():
             doc["stages"].append(
                 {

@@ -17,6 +17,7 @@ from projections.instance_status import is_stale
 from projections.timestamps import iso
 
 VIEW_NAME = "workflows"
+ROW_FIELD: str | None = None  # no list that grows with the steps
 
 
 def key_of(event: ev.LifecycleEvent) -> str | None:

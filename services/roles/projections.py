@@ -47,6 +47,9 @@ class Projection:
         self.view = view
         self._apply: Apply = model.apply
         self._key_of: KeyOf = model.key_of
+        # Its long list is written item by item (projections/row_window.py); a model that
+        # names none is written whole.
+        self._row_field: str | None = getattr(model, "ROW_FIELD", None)
         self._expected: int | None = None
         self._expected_known = False
 
@@ -79,9 +82,10 @@ class Projection:
         first: dict[str, LifecycleEvent] = {}
         for key, event in keyed:
             first.setdefault(key, event)
-        docs = self.view.get_many(
+        docs = self.view.get_for_folding(
             [key for key in touched if not isinstance(first[key], InstanceCreated)]
         )
+        loaded = dict(docs)
         for key, event in keyed:
             try:
                 doc = self._apply(docs.get(key), event)
@@ -94,7 +98,11 @@ class Projection:
                 continue
             if doc is not None:
                 docs[key] = doc
-        rows = [_row(key, docs[key]) for key in touched if key in docs and not is_gone(docs[key])]
+        rows = [
+            _row(key, docs[key], self._row_field, loaded.get(key))
+            for key in touched
+            if key in docs and not is_gone(docs[key])
+        ]
         gone = [key for key in touched if is_gone(docs.get(key))]
         return rows, self._expected, gone
 
@@ -176,7 +184,9 @@ class ProjectionGroup:
         return start - applied
 
 
-def _row(key: str, doc: dict[str, Any]) -> Row:
+def _row(
+    key: str, doc: dict[str, Any], row_field: str | None, before: dict[str, Any] | None
+) -> Row:
     return Row(
         key=key,
         account_id=doc["account_id"],
@@ -184,6 +194,8 @@ def _row(key: str, doc: dict[str, Any]) -> Row:
         status=doc["status"],
         created_at=doc["created_on"],
         doc=doc,
+        row_field=row_field,
+        before=before,
     )
 
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import msgspec
 from eventsourcing.persistence import InfrastructureFactory, Tracking, TrackingRecorder
+
+from projections.row_window import Item, loaded, split, whole
 
 
 @dataclass
@@ -29,6 +31,10 @@ class Row:
     status: str
     created_at: str
     doc: dict[str, Any]
+    # A document whose list `row_field` is kept as rows (projections/row_window.py), and the
+    # document as it was loaded for folding: only the items that changed since are written.
+    row_field: str | None = None
+    before: dict[str, Any] | None = None
 
 
 class ViewMoved(Exception):
@@ -77,12 +83,35 @@ _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 
 
+Stored = tuple[str, dict[str, Any], list[int], list[Any]]  # key, summary, indices, items
+
+
+def _stored(rows: Sequence[Any]) -> list[Stored]:
+    """Each document's key, summary, item indices and items, from rows of (key, idx, body)
+    grouped by document, its summary first (idx -1) and its items in order."""
+    groups: list[tuple[str, str, list[int], list[str]]] = []
+    for row in rows:
+        if row["idx"] < 0:
+            groups.append((row["key"], row["body"], [], []))
+        elif groups and groups[-1][0] == row["key"]:
+            groups[-1][2].append(row["idx"])
+            groups[-1][3].append(row["body"])
+    # One decode per document, not one per item.
+    return [
+        (key, _decode(body), indices, _decode(f"[{','.join(items)}]"))
+        for key, body, indices, items in groups
+    ]
+
+
 class DocumentView(TrackingRecorder, Generic[CursorT]):
     """The SQL both backends share; `ph` is the driver's placeholder (`?` or `%s`)."""
 
     view_name: ClassVar[str] = "view"
     ph: ClassVar[str] = "?"
     tracking_table: str = "tracking"
+    # What this process wrote: the work a write costs, counted rather than timed.
+    written_bytes: int = 0
+    written_items: int = 0
 
     # --- what each backend provides ----------------------------------------------------------
 
@@ -111,6 +140,11 @@ class DocumentView(TrackingRecorder, Generic[CursorT]):
     def table(self) -> str:
         return f"view_{self.view_name}"
 
+    @property
+    def rows_table(self) -> str:
+        """One row per item of a document's long list (projections/row_window.py)."""
+        return f"{self.table}_rows"
+
     def view_statements(self) -> list[str]:
         return [
             f"CREATE TABLE IF NOT EXISTS {self.table} ("
@@ -118,6 +152,8 @@ class DocumentView(TrackingRecorder, Generic[CursorT]):
             "status TEXT NOT NULL, created_at TEXT NOT NULL, doc TEXT NOT NULL)",
             f"CREATE INDEX IF NOT EXISTS {self.table}_by_account "
             f"ON {self.table} (account_id, workflow_name, created_at)",
+            f"CREATE TABLE IF NOT EXISTS {self.rows_table} (key TEXT NOT NULL, "
+            "idx INTEGER NOT NULL, item TEXT NOT NULL, PRIMARY KEY (key, idx))",
         ]
 
     def position(self) -> int | None:
@@ -127,24 +163,49 @@ class DocumentView(TrackingRecorder, Generic[CursorT]):
         return self.get_many([key]).get(key)
 
     def get_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Whole documents, their lists read from their rows."""
+        stored = self._stored(keys, last_item_only=False)
+        return {key: whole(summary, items) for key, summary, _, items in stored}
+
+    def get_for_folding(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Documents as a fold needs them: a list kept as rows holds only its last item (a
+        window, projections/row_window.py), so the read costs the same at any length."""
+        stored = self._stored(keys, last_item_only=True)
+        return {
+            key: loaded(summary, (indices[-1], items[-1]) if items else None)
+            for key, summary, indices, items in stored
+        }
+
+    def _stored(self, keys: Sequence[str], *, last_item_only: bool) -> list[Stored]:
         if not keys:
-            return {}
+            return []
         marks = ", ".join([self.ph] * len(keys))
-        sql = f"SELECT key, doc FROM {self.table} WHERE key IN ({marks})"
+        last = f" AND r.idx = (SELECT MAX(m.idx) FROM {self.rows_table} m WHERE m.key = r.key)"
+        # One statement, so a document and its rows come from one snapshot on both stores.
+        sql = (
+            f"SELECT key, -1 AS idx, doc AS body FROM {self.table} WHERE key IN ({marks}) "
+            f"UNION ALL SELECT r.key, r.idx, r.item FROM {self.rows_table} r "
+            f"WHERE r.key IN ({marks}){last if last_item_only else ''} ORDER BY key, idx"
+        )
         with self.transaction(commit=False) as cursor:
-            cursor.execute(sql, list(keys))
-            return {row["key"]: _decode(row["doc"]) for row in cursor.fetchall()}
+            cursor.execute(sql, [*keys, *keys])
+            return _stored(cursor.fetchall())
 
     def find(self, query: Query) -> list[dict[str, Any]]:
         where, params = self._where(query)
         order = "DESC" if query.descending else "ASC"
         sql = (
-            f"SELECT doc FROM {self.table} WHERE {where} "
-            f"ORDER BY created_at {order}, key {order} LIMIT {self.ph} OFFSET {self.ph}"
+            f"WITH page AS (SELECT key, created_at, doc FROM {self.table} WHERE {where} "
+            f"ORDER BY created_at {order}, key {order} LIMIT {self.ph} OFFSET {self.ph}) "
+            "SELECT key, created_at, -1 AS idx, doc AS body FROM page UNION ALL "
+            f"SELECT r.key, p.created_at, r.idx, r.item FROM {self.rows_table} r "
+            "JOIN page p ON p.key = r.key "
+            f"ORDER BY created_at {order}, key {order}, idx"
         )
         with self.transaction(commit=False) as cursor:
             cursor.execute(sql, [*params, query.limit, query.offset])
-            return [_decode(row["doc"]) for row in cursor.fetchall()]
+            stored = _stored(cursor.fetchall())
+        return [whole(summary, items) for _, summary, _, items in stored]
 
     def count(self, query: Query) -> int:
         """How many documents match, ignoring the page (`after`, `limit`, `offset`)."""
@@ -221,13 +282,45 @@ class DocumentView(TrackingRecorder, Generic[CursorT]):
         current = self._position_in(cursor)
         if current != expected:
             raise ViewMoved(f"view {self.view_name} is at {current}, not {expected}")
-        values = [self.row_values(r) for r in rows]
+        values, items, cuts = [], [], []
+        for r in rows:
+            summary, changed, cut_at = self._as_stored(r)
+            values.append(self.row_values(replace(r, doc=summary)))
+            items += [[r.key, index, _encode(item).decode()] for index, item in changed]
+            if cut_at is not None:
+                cuts.append([r.key, cut_at])
         if values:
             cursor.executemany(self.upsert_statement(), values)
+        if cuts:
+            # A restart cut the list: its later items go (before the new ones are written).
+            where = f"key = {self.ph} AND idx >= {self.ph}"
+            cursor.executemany(f"DELETE FROM {self.rows_table} WHERE {where}", cuts)
+        if items:
+            cursor.executemany(self.item_upsert_statement(), items)
         deleted = [[key] for key in gone]
         if deleted:
-            cursor.executemany(f"DELETE FROM {self.table} WHERE key = {self.ph}", deleted)
+            for table in (self.table, self.rows_table):
+                cursor.executemany(f"DELETE FROM {table} WHERE key = {self.ph}", deleted)
         self.record_position(cursor, tracking)
+        self._count(values, items)
+
+    def _as_stored(self, r: Row) -> tuple[dict[str, Any], list[Item], int | None]:
+        """The summary to store, the items to write and where the stored list is cut."""
+        if r.row_field is None:
+            return r.doc, [], None
+        return split(r.doc, r.row_field, r.before)
+
+    def _count(self, values: list[list[Any]], items: list[list[Any]]) -> None:
+        doc_column = 5  # row_values: key, account, workflow, status, created, doc, ...
+        self.written_bytes += sum(len(v[doc_column]) for v in values)
+        self.written_bytes += sum(len(item[2]) for item in items)
+        self.written_items += len(items)
+
+    def item_upsert_statement(self) -> str:
+        return (
+            f"INSERT INTO {self.rows_table} (key, idx, item) VALUES ({self.ph}, {self.ph}, "
+            f"{self.ph}) ON CONFLICT (key, idx) DO UPDATE SET item = excluded.item"
+        )
 
     def upsert_statement(self) -> str:
         return (
@@ -260,8 +353,12 @@ class DocumentView(TrackingRecorder, Generic[CursorT]):
         with self.transaction(commit=True) as cursor:
             self.begin_writing(cursor)
             position = rebuilt._position_in(cursor)
-            cursor.execute(f"DELETE FROM {self.table}")
-            cursor.execute(f"INSERT INTO {self.table} SELECT * FROM {rebuilt.table}")
+            for table, source in (
+                (self.table, rebuilt.table),
+                (self.rows_table, rebuilt.rows_table),
+            ):
+                cursor.execute(f"DELETE FROM {table}")
+                cursor.execute(f"INSERT INTO {table} SELECT * FROM {source}")
             cursor.execute(
                 f"DELETE FROM {self.tracking_table} WHERE application_name = {self.ph}",
                 [self.view_name],
@@ -273,6 +370,7 @@ class DocumentView(TrackingRecorder, Generic[CursorT]):
         """Empties the view and forgets its position, so it can be rebuilt from the start."""
         with self.transaction(commit=True) as cursor:
             cursor.execute(f"DELETE FROM {self.table}")
+            cursor.execute(f"DELETE FROM {self.rows_table}")
             cursor.execute(
                 f"DELETE FROM {self.tracking_table} WHERE application_name = {self.ph}",
                 [self.view_name],

@@ -1,0 +1,82 @@
+"""A read model's long list kept as rows beside its document, and the window a fold sees of it.
+
+The Cloudflare document's `steps` and the staged one's `stages` grow with every step: held in
+the document, a 3,000-step instance's megabyte would be read, folded and written whole for each
+of its events. Their views keep one row per item instead (keyed by document key and index),
+and the document holds the rest, the summary. The projections role hands a fold the summary
+with only the last stored item loaded: `doc[field]` is then a window, the items from index
+`doc[WINDOW_START]` on. The folds only ever append an item, change the last one or cut the
+list (a restart), so the window is all they need; a document folded from nothing (a test, an
+`as_of` read) simply has the whole list in its window, from 0.
+
+Pure: the store splits a folded document with `split`, and reassembles a stored one with
+`loaded` (for a fold) or `whole` (for readers). A stored summary names its list's field
+(`ROWS_OF`); a document without that mark is stored whole, as every document was before its
+items became rows, and moves to rows the next time it is written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+WINDOW_START = "window_start"
+ROWS_OF = "rows_of"
+Item = tuple[int, Any]  # (index in the whole list, item)
+
+
+def window_start(doc: dict[str, Any]) -> int:
+    return int(doc.get(WINDOW_START, 0))
+
+
+def cut(doc: dict[str, Any], field: str, keep: int) -> None:
+    """Keeps the first `keep` items of the whole list (a restart), in the caller's copy."""
+    start = window_start(doc)
+    if keep < start:
+        # The kept items are all stored already; the window starts empty where they end.
+        doc[WINDOW_START] = keep
+        doc[field] = []
+    else:
+        doc[field] = doc[field][: keep - start]
+
+
+def loaded(summary: dict[str, Any], last: Item | None) -> dict[str, Any]:
+    """What a fold gets: the stored summary and the last stored item as its window."""
+    field = summary.get(ROWS_OF)
+    if field is None:
+        return summary  # stored whole
+    rest = {k: v for k, v in summary.items() if k != ROWS_OF}
+    if last is None:
+        return {**rest, field: [], WINDOW_START: 0}
+    return {**rest, field: [last[1]], WINDOW_START: last[0]}
+
+
+def whole(summary: dict[str, Any], items: list[Any]) -> dict[str, Any]:
+    """The document readers see: the summary with its whole list."""
+    field = summary.get(ROWS_OF)
+    if field is None:
+        return summary  # stored whole
+    rest = {k: v for k, v in summary.items() if k != ROWS_OF}
+    return {**rest, field: items}
+
+
+def split(
+    doc: dict[str, Any], field: str, before: dict[str, Any] | None
+) -> tuple[dict[str, Any], list[Item], int | None]:
+    """A folded document as stored: its summary, the items to write (those not stored as they
+    are now) and the index from which stored items are deleted (None when none are)."""
+    start = window_start(doc)
+    window: list[Any] = doc.get(field) or []
+    summary = {k: v for k, v in doc.items() if k != field and k != WINDOW_START}
+    summary[ROWS_OF] = field
+    stored: dict[int, Any] = {}
+    if before is not None and WINDOW_START in before:  # else nothing of it is stored as rows
+        stored = dict(enumerate(before[field], start=window_start(before)))
+    changed = [
+        (index, item)
+        for index, item in enumerate(window, start=start)
+        if index not in stored or stored[index] != item
+    ]
+    end = start + len(window)
+    # The last item loaded is the last one stored: past it, nothing is stored to delete.
+    stored_end = max(stored) + 1 if stored else 0
+    return summary, changed, end if end < stored_end else None
