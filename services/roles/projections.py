@@ -21,6 +21,7 @@ from projections.instance_status import is_gone
 from projections.read_models import READ_MODELS, ReadModel
 from services.application.notification_log import Batch, NotificationLog
 from services.roles.follower import FollowingRole, follower_for
+from services.roles.parking import Parking, parking_for
 from services.roles.role import RoleContext
 from services.store.document_view import DocumentView, Row, ViewMoved
 
@@ -41,7 +42,7 @@ class Projection:
         self,
         view: DocumentView,
         model: ReadModel,
-        on_skip: Callable[[], None] = lambda: None,
+        on_skip: Callable[[int, Exception], None] = lambda _id, _error: None,
     ) -> None:
         self._on_skip = on_skip
         self.view = view
@@ -72,29 +73,29 @@ class Projection:
         if after >= last_id:
             return None
         keyed = [
-            (key, event)
+            (notification_id, key, event)
             for notification_id, event in events
             if notification_id > after and (key := self._key_of(event)) is not None
         ]
-        touched = sorted({key for key, _ in keyed})
+        touched = sorted({key for _, key, _ in keyed})
         # A document whose first event here is its creation cannot exist yet: in a stream of
         # creates that spares the view's read of the whole batch.
         first: dict[str, LifecycleEvent] = {}
-        for key, event in keyed:
+        for _, key, event in keyed:
             first.setdefault(key, event)
         docs = self.view.get_for_folding(
             [key for key in touched if not isinstance(first[key], InstanceCreated)]
         )
         loaded = dict(docs)
-        for key, event in keyed:
+        for notification_id, key, event in keyed:
             try:
                 doc = self._apply(docs.get(key), event)
-            except Exception:
+            except Exception as error:
                 # A bug in this fold. Retrying cannot help, and stopping would freeze every
                 # read model: the event is skipped for this view only, loudly; once the fold
                 # is fixed, `flowledger projections rebuild` applies it.
                 log.exception("%s: fold failed on %s; skipped", self.name, type(event).__name__)
-                self._on_skip()
+                self._on_skip(notification_id, error)
                 continue
             if doc is not None:
                 docs[key] = doc
@@ -218,9 +219,9 @@ class ProjectionsRole(FollowingRole):
     """Every read model, kept up to date by one follower of the notification log."""
 
     def __init__(self, context: RoleContext) -> None:
-        skips = context.metrics.projection_skips
+        parking = parking_for(context, "projections")
         self.projections = [
-            Projection(context.views[name], model, on_skip=skips.labels(name).inc)
+            Projection(context.views[name], model, on_skip=_skipped(context, parking, name))
             for name, model in READ_MODELS.items()
         ]
         # The projections follower destroys deleted instances' keys: at-least-once, after the
@@ -228,3 +229,15 @@ class ProjectionsRole(FollowingRole):
         group = ProjectionGroup(self.projections, erase=context.app.erase)
         follower = follower_for(context, "projections", group.position, group.handle)
         super().__init__(follower, context.stopping)
+
+
+def _skipped(context: RoleContext, parking: Parking, view: str) -> Callable[[int, Exception], None]:
+    """Counts a fold skipped by `view` and records it in the store (blocking, in the batch's
+    thread: if the store is away the batch fails and is retried, nothing is lost)."""
+    skips = context.metrics.projection_skips.labels(view)
+
+    def skipped(notification_id: int, error: Exception) -> None:
+        skips.inc()
+        parking.record([parking.note(f"notification {notification_id} in {view}", error)])
+
+    return skipped

@@ -78,18 +78,20 @@ async def test_an_event_a_follower_cannot_handle_is_parked_and_the_others_flow_o
     assert view.get(str(instance_global_id(account, "wf", "ok"))) is not None
     assert view.get(str(instance_global_id(account, "wf", "poison-view"))) is None
 
-    async def parked_by_every_follower() -> bool:
+    async def parked_by_every_follower_and_caught_up() -> bool:
         await service.store_health.refresh()
-        parked = service.readiness().get("parked") or {}
-        return set(parked.get("by_follower", {})) == {"relay", "projections", "scheduler"}
+        report = service.readiness()
+        parked = report.get("parked") or {}
+        caught_up = report["relay_lag"] == 0 and set(report["projection_lag"].values()) == {0}
+        followers = set(parked.get("by_follower", {}))
+        return caught_up and followers == {"relay", "projections", "scheduler"}
 
     deadline = asyncio.get_running_loop().time() + DEADLINE_S
-    while not await parked_by_every_follower():
+    while not await parked_by_every_follower_and_caught_up():
         assert asyncio.get_running_loop().time() < deadline, service.readiness()
         await asyncio.sleep(0.2)
     report = service.readiness()
     assert report["ready"] is True and report["stuck_followers"] == []
-    assert report["relay_lag"] == 0 and set(report["projection_lag"].values()) == {0}
     assert {one["follower"] for one in report["parked"]["latest"]} == {
         "relay",
         "projections",
