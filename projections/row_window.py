@@ -11,8 +11,9 @@ list (a restart), so the window is all they need; a document folded from nothing
 
 Pure: the store splits a folded document with `split`, and reassembles a stored one with
 `loaded` (for a fold) or `whole` (for readers). A stored summary names its list's field
-(`ROWS_OF`); a document without that mark is stored whole, as every document was before its
-items became rows, and moves to rows the next time it is written.
+(`ROWS_OF`) and length (`ROWS_COUNT`: the last item is found by its index, not searched for);
+a document without them is stored whole, as every document was before its items became rows,
+and moves to rows the next time it is written.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any
 
 WINDOW_START = "window_start"
 ROWS_OF = "rows_of"
+ROWS_COUNT = "rows_count"
+_MARKS = (ROWS_OF, ROWS_COUNT)
 Item = tuple[int, Any]  # (index in the whole list, item)
 
 
@@ -39,15 +42,22 @@ def cut(doc: dict[str, Any], field: str, keep: int) -> None:
         doc[field] = doc[field][: keep - start]
 
 
-def loaded(summary: dict[str, Any], last: Item | None) -> dict[str, Any]:
-    """What a fold gets: the stored summary and the last stored item as its window."""
+def last_index(summary: dict[str, Any]) -> int | None:
+    """The index of a stored summary's last item row; None when it has none."""
+    count = int(summary.get(ROWS_COUNT, 0))
+    return count - 1 if ROWS_OF in summary and count > 0 else None
+
+
+def loaded(summary: dict[str, Any], last: Any | None) -> dict[str, Any]:
+    """What a fold gets: the stored summary and its last item (`last_index`) as its window."""
     field = summary.get(ROWS_OF)
     if field is None:
         return summary  # stored whole
-    rest = {k: v for k, v in summary.items() if k != ROWS_OF}
+    rest = {k: v for k, v in summary.items() if k not in _MARKS}
+    count = int(summary[ROWS_COUNT])
     if last is None:
-        return {**rest, field: [], WINDOW_START: 0}
-    return {**rest, field: [last[1]], WINDOW_START: last[0]}
+        return {**rest, field: [], WINDOW_START: count}
+    return {**rest, field: [last], WINDOW_START: count - 1}
 
 
 def whole(summary: dict[str, Any], items: list[Any]) -> dict[str, Any]:
@@ -55,7 +65,7 @@ def whole(summary: dict[str, Any], items: list[Any]) -> dict[str, Any]:
     field = summary.get(ROWS_OF)
     if field is None:
         return summary  # stored whole
-    rest = {k: v for k, v in summary.items() if k != ROWS_OF}
+    rest = {k: v for k, v in summary.items() if k not in _MARKS}
     return {**rest, field: items}
 
 
@@ -67,16 +77,16 @@ def split(
     start = window_start(doc)
     window: list[Any] = doc.get(field) or []
     summary = {k: v for k, v in doc.items() if k != field and k != WINDOW_START}
-    summary[ROWS_OF] = field
+    end = start + len(window)
+    summary.update({ROWS_OF: field, ROWS_COUNT: end})
     stored: dict[int, Any] = {}
+    stored_end = 0
     if before is not None and WINDOW_START in before:  # else nothing of it is stored as rows
         stored = dict(enumerate(before[field], start=window_start(before)))
+        stored_end = window_start(before) + len(before[field])
     changed = [
         (index, item)
         for index, item in enumerate(window, start=start)
         if index not in stored or stored[index] != item
     ]
-    end = start + len(window)
-    # The last item loaded is the last one stored: past it, nothing is stored to delete.
-    stored_end = max(stored) + 1 if stored else 0
     return summary, changed, end if end < stored_end else None

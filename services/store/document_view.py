@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 import msgspec
 from eventsourcing.persistence import InfrastructureFactory, Tracking, TrackingRecorder
 
-from projections.row_window import Item, loaded, split, whole
+from projections.row_window import Item, last_index, loaded, split, whole
 
 
 @dataclass
@@ -83,24 +83,20 @@ _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 
 
-Stored = tuple[str, dict[str, Any], list[int], list[Any]]  # key, summary, indices, items
+Stored = tuple[str, dict[str, Any], list[Any]]  # key, summary, items
 
 
 def _stored(rows: Sequence[Any]) -> list[Stored]:
-    """Each document's key, summary, item indices and items, from rows of (key, idx, body)
-    grouped by document, its summary first (idx -1) and its items in order."""
-    groups: list[tuple[str, str, list[int], list[str]]] = []
+    """Each document's key, summary and items, from rows of (key, idx, body) grouped by
+    document, its summary first (idx -1) and its items in order."""
+    groups: list[tuple[str, str, list[str]]] = []
     for row in rows:
         if row["idx"] < 0:
-            groups.append((row["key"], row["body"], [], []))
+            groups.append((row["key"], row["body"], []))
         elif groups and groups[-1][0] == row["key"]:
-            groups[-1][2].append(row["idx"])
-            groups[-1][3].append(row["body"])
+            groups[-1][2].append(row["body"])
     # One decode per document, not one per item.
-    return [
-        (key, _decode(body), indices, _decode(f"[{','.join(items)}]"))
-        for key, body, indices, items in groups
-    ]
+    return [(key, _decode(body), _decode(f"[{','.join(items)}]")) for key, body, items in groups]
 
 
 class DocumentView(TrackingRecorder, Generic[CursorT]):
@@ -164,32 +160,44 @@ class DocumentView(TrackingRecorder, Generic[CursorT]):
 
     def get_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Whole documents, their lists read from their rows."""
-        stored = self._stored(keys, last_item_only=False)
-        return {key: whole(summary, items) for key, summary, _, items in stored}
-
-    def get_for_folding(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Documents as a fold needs them: a list kept as rows holds only its last item (a
-        window, projections/row_window.py), so the read costs the same at any length."""
-        stored = self._stored(keys, last_item_only=True)
-        return {
-            key: loaded(summary, (indices[-1], items[-1]) if items else None)
-            for key, summary, indices, items in stored
-        }
-
-    def _stored(self, keys: Sequence[str], *, last_item_only: bool) -> list[Stored]:
         if not keys:
-            return []
+            return {}
         marks = ", ".join([self.ph] * len(keys))
-        last = f" AND r.idx = (SELECT MAX(m.idx) FROM {self.rows_table} m WHERE m.key = r.key)"
         # One statement, so a document and its rows come from one snapshot on both stores.
         sql = (
             f"SELECT key, -1 AS idx, doc AS body FROM {self.table} WHERE key IN ({marks}) "
-            f"UNION ALL SELECT r.key, r.idx, r.item FROM {self.rows_table} r "
-            f"WHERE r.key IN ({marks}){last if last_item_only else ''} ORDER BY key, idx"
+            f"UNION ALL SELECT key, idx, item FROM {self.rows_table} WHERE key IN ({marks}) "
+            "ORDER BY key, idx"
         )
         with self.transaction(commit=False) as cursor:
             cursor.execute(sql, [*keys, *keys])
-            return _stored(cursor.fetchall())
+            stored = _stored(cursor.fetchall())
+        return {key: whole(summary, items) for key, summary, items in stored}
+
+    def get_for_folding(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Documents as a fold needs them: a list kept as rows holds only its last item (a
+        window, projections/row_window.py), so the read costs the same at any length. Only
+        the projection writes a view, so its two reads need no common snapshot."""
+        if not keys:
+            return {}
+        marks = ", ".join([self.ph] * len(keys))
+        with self.transaction(commit=False) as cursor:
+            cursor.execute(f"SELECT key, doc FROM {self.table} WHERE key IN ({marks})", list(keys))
+            summaries = {row["key"]: _decode(row["doc"]) for row in cursor.fetchall()}
+            wanted = [(k, i) for k, doc in summaries.items() if (i := last_index(doc)) is not None]
+            last = self._items_at(cursor, wanted)
+        return {key: loaded(summary, last.get(key)) for key, summary in summaries.items()}
+
+    def _items_at(self, cursor: CursorT, wanted: list[tuple[str, int]]) -> dict[str, Any]:
+        """The item at one index per document, by primary key."""
+        if not wanted:
+            return {}
+        where = " OR ".join([f"(key = {self.ph} AND idx = {self.ph})"] * len(wanted))
+        cursor.execute(
+            f"SELECT key, item FROM {self.rows_table} WHERE {where}",
+            [value for pair in wanted for value in pair],
+        )
+        return {row["key"]: _decode(row["item"]) for row in cursor.fetchall()}
 
     def find(self, query: Query) -> list[dict[str, Any]]:
         where, params = self._where(query)
@@ -205,7 +213,7 @@ class DocumentView(TrackingRecorder, Generic[CursorT]):
         with self.transaction(commit=False) as cursor:
             cursor.execute(sql, [*params, query.limit, query.offset])
             stored = _stored(cursor.fetchall())
-        return [whole(summary, items) for _, summary, _, items in stored]
+        return [whole(summary, items) for _, summary, items in stored]
 
     def count(self, query: Query) -> int:
         """How many documents match, ignoring the page (`after`, `limit`, `offset`)."""

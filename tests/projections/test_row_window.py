@@ -10,7 +10,7 @@ import pytest
 
 from contracts import events as ev
 from projections import cloudflare_instance, staged_instance
-from projections.row_window import ROWS_OF, WINDOW_START, cut, loaded, split, whole
+from projections.row_window import ROWS_OF, WINDOW_START, cut, last_index, loaded, split, whole
 from tests.projections.events_factory import Apply, Story, fold
 
 
@@ -25,8 +25,8 @@ class MemoryRows:
     def for_folding(self) -> dict[str, Any] | None:
         if self.summary is None:
             return None
-        last = max(self.items, default=None)
-        return loaded(self.summary, None if last is None else (last, self.items[last]))
+        last = last_index(self.summary)
+        return loaded(self.summary, None if last is None else self.items[last])
 
     def store(self, doc: dict[str, Any], field: str, before: dict[str, Any] | None) -> None:
         self.summary, changed, cut_at = split(doc, field, before)
