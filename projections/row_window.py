@@ -53,7 +53,7 @@ def loaded(summary: dict[str, Any], last: Any | None) -> dict[str, Any]:
     field = summary.get(ROWS_OF)
     if field is None:
         return summary  # stored whole
-    rest = {k: v for k, v in summary.items() if k not in _MARKS}
+    rest = without_rows(summary)
     count = int(summary[ROWS_COUNT])
     if last is None:
         return {**rest, field: [], WINDOW_START: count}
@@ -65,8 +65,12 @@ def whole(summary: dict[str, Any], items: list[Any]) -> dict[str, Any]:
     field = summary.get(ROWS_OF)
     if field is None:
         return summary  # stored whole
-    rest = {k: v for k, v in summary.items() if k not in _MARKS}
-    return {**rest, field: items}
+    return {**without_rows(summary), field: items}
+
+
+def without_rows(summary: dict[str, Any]) -> dict[str, Any]:
+    """The stored summary alone, for readers that show nothing of its list."""
+    return {k: v for k, v in summary.items() if k not in _MARKS}
 
 
 def split(

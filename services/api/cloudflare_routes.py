@@ -189,7 +189,9 @@ async def list_instances(
         offset=((page or 1) - 1) * per_page,
     )
     docs, total = await asyncio.gather(
-        asyncio.to_thread(instances.find, query), asyncio.to_thread(instances.count, query)
+        # A list shows no steps: summaries only, whatever the instances' lengths.
+        asyncio.to_thread(instances.find_summaries, query),
+        asyncio.to_thread(instances.count, query),
     )
     shown = docs[:per_page]
     info: dict[str, Any] = {"count": len(shown), "per_page": per_page, "total_count": total}

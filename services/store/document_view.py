@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 import msgspec
 from eventsourcing.persistence import InfrastructureFactory, Tracking, TrackingRecorder
 
-from projections.row_window import Item, last_index, loaded, split, whole
+from projections.row_window import Item, last_index, loaded, split, whole, without_rows
 
 
 @dataclass
@@ -200,20 +200,37 @@ class DocumentView(TrackingRecorder, Generic[CursorT]):
         return {row["key"]: _decode(row["item"]) for row in cursor.fetchall()}
 
     def find(self, query: Query) -> list[dict[str, Any]]:
-        where, params = self._where(query)
+        """A page of whole documents, their lists read from their rows in the same statement."""
+        page, params = self._page(query)
         order = "DESC" if query.descending else "ASC"
         sql = (
-            f"WITH page AS (SELECT key, created_at, doc FROM {self.table} WHERE {where} "
-            f"ORDER BY created_at {order}, key {order} LIMIT {self.ph} OFFSET {self.ph}) "
+            f"WITH page AS ({page}) "
             "SELECT key, created_at, -1 AS idx, doc AS body FROM page UNION ALL "
             f"SELECT r.key, p.created_at, r.idx, r.item FROM {self.rows_table} r "
             "JOIN page p ON p.key = r.key "
             f"ORDER BY created_at {order}, key {order}, idx"
         )
         with self.transaction(commit=False) as cursor:
-            cursor.execute(sql, [*params, query.limit, query.offset])
+            cursor.execute(sql, params)
             stored = _stored(cursor.fetchall())
         return [whole(summary, items) for _, summary, items in stored]
+
+    def find_summaries(self, query: Query) -> list[dict[str, Any]]:
+        """A page of documents without the lists kept as rows: for lists of instances, which
+        show none of their steps and should not read thousands of them per instance."""
+        page, params = self._page(query)
+        with self.transaction(commit=False) as cursor:
+            cursor.execute(page, params)
+            return [without_rows(_decode(row["doc"])) for row in cursor.fetchall()]
+
+    def _page(self, query: Query) -> tuple[str, list[Any]]:
+        where, params = self._where(query)
+        order = "DESC" if query.descending else "ASC"
+        sql = (
+            f"SELECT key, created_at, doc FROM {self.table} WHERE {where} "
+            f"ORDER BY created_at {order}, key {order} LIMIT {self.ph} OFFSET {self.ph}"
+        )
+        return sql, [*params, query.limit, query.offset]
 
     def count(self, query: Query) -> int:
         """How many documents match, ignoring the page (`after`, `limit`, `offset`)."""

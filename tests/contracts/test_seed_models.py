@@ -520,6 +520,8 @@ class _MemoryView:
     def find(self, query: Query) -> list[dict[str, Any]]:
         return list(self.docs.values())[query.offset : query.offset + query.limit]
 
+    find_summaries = find
+
     def count(self, query: Query) -> int:
         return len(self.docs)
 

@@ -1,8 +1,9 @@
 """Views whose long list is kept as rows (Cloudflare's steps, the staged stages), on both
 stores: a step's event writes that step's row and the summary, not the document; the work per
 event is the same at step 3,000 as at step 10 (bytes written, counted by the view); documents
-read whole as the fold of their history; a rebuild equals the live view; a deletion takes the
-rows with the document; a document stored whole before reads the same and moves to rows."""
+read whole as the fold of their history (lists read summaries only); a rebuild equals the live
+view; a deletion takes the rows with the document; a document stored whole before reads the
+same and moves to rows."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from services.application.notification_log import Batch, NotificationLog
 from services.bootstrap import build_application
 from services.roles.projections import Projection, ProjectionGroup, rebuild
 from services.settings import Settings
-from services.store.document_view import DocumentView, Row, open_view
+from services.store.document_view import DocumentView, Query, Row, open_view
 from tests.projections.events_factory import Story, fold
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
@@ -189,6 +190,9 @@ def test_documents_read_as_their_history_folds_and_a_rebuild_equals_the_live_vie
     live = view.get(key)
     assert live is not None and live == fold(model.apply, history)
     assert len(_stored_rows(view, key)) == len(live[model.ROW_FIELD]) == 2
+    assert view.find(Query(account_id=account)) == [live]
+    summary = {k: v for k, v in live.items() if k != model.ROW_FIELD}
+    assert view.find_summaries(Query(account_id=account)) == [summary]
 
     live_rows = _stored_rows(view, key)
     rebuild(log, view, _view(app, model, f"{new_id}__rebuild"), model)
