@@ -29,7 +29,6 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from contracts.commands import AnyCommand, ChangeStatus, DeleteInstance, SendEvent
-from contracts.events import InstanceEvent
 from contracts.keys import instance_global_id, workflow_global_id
 from contracts.limits import MAX_COMMAND_DEPTH, NAME_PATTERN
 from contracts.status import ALL_STATUSES, NOT_TERMINAL, TERMINAL
@@ -39,6 +38,7 @@ from services.api.body_guard import is_console_form, json_problem
 from services.api.deps import AccountId, InstanceId, WorkflowName, view
 from services.api.history_routes import fold, history_item
 from services.api.writes import Rejected, StillPending, submit
+from services.application.history import InstanceHistory
 from services.console import paging
 from services.console import session as sessions
 from services.console.render import base_path, page, render_text
@@ -372,19 +372,32 @@ async def _document(
     return doc
 
 
-def _as_of(
-    events: list[InstanceEvent] | None, as_of: int, instance_id: str
+async def _as_of(
+    history: InstanceHistory | None, names: tuple[str, str, str], as_of: int
 ) -> tuple[dict[str, Any], datetime]:
     """The document folded up to version `as_of`, and that version's time."""
-    if events is None:
+    if history is None:
         raise HTTPException(status_code=503, detail="This process does not serve histories.")
-    upto = [e for e in events if e.version <= as_of]
+    upto = await asyncio.to_thread(history.events, *names, upto=as_of)
     folded = fold(upto) if upto and upto[-1].version == as_of else None
     if folded is None:
         raise HTTPException(
-            status_code=404, detail=f"Instance {instance_id!r} has no version {as_of}."
+            status_code=404, detail=f"Instance {names[2]!r} has no version {as_of}."
         )
     return folded, upto[-1].occurred_at
+
+
+async def _history_page(
+    history: InstanceHistory | None, names: tuple[str, str, str], asked: int | None
+) -> tuple[paging.Window, list[dict[str, Any]]]:
+    """One page of the instance's history, read alone (versions run 1, 2, ... without gaps,
+    so a page of versions is a page of events): a long history is never read whole."""
+    total = 0 if history is None else await asyncio.to_thread(history.version, *names)
+    past = paging.window(total, asked)
+    if history is None or not total:
+        return past, []
+    events = await asyncio.to_thread(history.events, *names, after=past.first, upto=past.end)
+    return past, [history_item(e) for e in events]
 
 
 async def _instance(
@@ -393,23 +406,21 @@ async def _instance(
     names: tuple[str, str, str],
     as_of: int | None = None,
     asked: Mapping[str, int | None] | None = None,
+    live_doc: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What the instance page shows: the live document (or the one folded up to `as_of`), a
-    page of its timeline and one of its history (`asked`: the page numbers asked for, by
-    query parameter), when this process serves histories."""
+    """What the instance page shows: the live document (`live_doc` if read already: a long
+    instance's is large), or the one folded up to `as_of`, a page of its timeline and one of
+    its history (`asked`: the page numbers asked for, by query parameter)."""
     account_id, workflow_name, instance_id = names
     asked = asked or {}
-    doc = await _document(request, *names)
-    history = getattr(request.app.state, "history", None)
-    events: list[InstanceEvent] | None = None
-    if history is not None:
-        events = await asyncio.to_thread(history.events, *names)
+    doc = live_doc or await _document(request, *names)
+    history: InstanceHistory | None = getattr(request.app.state, "history", None)
     shown, now = doc, datetime.now(UTC)
     if as_of is not None:
-        shown, now = _as_of(events, as_of, instance_id)
+        shown, now = await _as_of(history, names, as_of)
+    past, items = await _history_page(history, names, asked.get(paging.HISTORY))
     url, keep = _instance_url(request, *names), {"as_of": as_of, **asked}
     steps = paging.window(len(spans(shown)), asked.get(paging.STEPS))
-    past = paging.window(len(events or []), asked.get(paging.HISTORY))
     return {
         "session": session,
         "account_id": account_id,
@@ -419,12 +430,12 @@ async def _instance(
         "live_doc": doc,
         "live_url": f"{url}/live{paging.query_string(asked)}",
         "as_of": as_of,
-        "latest_version": max([doc["version"], *(e.version for e in events or [])]),
+        "latest_version": max(doc["version"], past.total),
         "timeline": build(shown, now, steps.first, paging.PER_PAGE),
         "steps_pager": paging.pager(url, paging.STEPS, steps, keep),
-        "history": [history_item(e) for e in (events or [])[past.first : past.end]],
+        "history": items,
         "history_pager": paging.pager(url, paging.HISTORY, past, keep),
-        "has_history": events is not None,
+        "has_history": history is not None,
         "actions": [
             (name, label) for name, (label, applies) in ACTIONS.items() if doc["status"] in applies
         ],
@@ -478,7 +489,7 @@ async def instance_live(
         return Response(status_code=204, headers={"x-console-fragment": "live"})
     asked = {paging.STEPS: steps_page, paging.HISTORY: history_page}
     names = (account_id, workflow_name, instance_id)
-    context = await _instance(request, session, names, None, asked)
+    context = await _instance(request, session, names, None, asked, doc)
     html = render_text(request, "live_top.html", **context) + render_text(
         request, "live_body.html", **context
     )
