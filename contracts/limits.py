@@ -18,6 +18,10 @@ STEP_NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
 MAX_BATCH = 100
 MAX_TAGS = 30
 MAX_SCHEDULES = 10  # cron expressions per workflow
+# Steps in one run of an instance (sleeps and waits count): Cloudflare's default, and the most
+# its setting allows (FLOWLEDGER_MAX_STEPS_PER_INSTANCE sets it between 1 and the ceiling).
+DEFAULT_MAX_STEPS_PER_INSTANCE = 10_000
+MAX_STEPS_PER_INSTANCE_CEILING = 25_000
 # A step's `retries.limit`: Cloudflare documents no bound; each retry is an attempt, an event
 # and a back-off timer, so a limit of millions would keep one instance retrying for years.
 MAX_RETRIES = 10_000

@@ -64,6 +64,7 @@ def build_application(settings: Settings) -> FlowledgerApplication:
     env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_size)
     app = FlowledgerApplication(env=env)
     app.existing_ids = one_query_per_batch(app)
+    app.max_steps_per_instance = settings.max_steps_per_instance
     # Each view's documents and the rows of their lists (DocumentView.rows_table).
     view_tables = [f"view_{name}{part}" for name in READ_MODELS for part in ("", "_rows")]
     app.use_key_store(open_key_table(app.factory, view_tables), settings.keks())

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contracts.limits import DEFAULT_MAX_STEPS_PER_INSTANCE, MAX_STEPS_PER_INSTANCE_CEILING
 from contracts.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,13 @@ class Settings(BaseSettings):
     state_dir: Path = Path(".flowledger")
     batch_max_records: int = Field(default=500, ge=1)
     aggregate_cache_size: int = Field(default=10_000, ge=0)
+    max_steps_per_instance: int = Field(
+        default=DEFAULT_MAX_STEPS_PER_INSTANCE,
+        ge=1,
+        le=MAX_STEPS_PER_INSTANCE_CEILING,
+        description="the most steps one run of an instance may have (Cloudflare's default "
+        "10,000; at most 25,000); BeginStep or RecordStep past it: instance.step_limit",
+    )
     poll_interval_s: float = Field(
         default=0.05,
         gt=0,

@@ -25,7 +25,7 @@ from eventsourcing.utils import Environment, EnvType
 
 from contracts.commands import AnyCommand, CreateInstance, CreateInstances
 from contracts.keys import kafka_key, minted_instance_id
-from contracts.limits import MAX_REASON_CHARS, bounded
+from contracts.limits import DEFAULT_MAX_STEPS_PER_INSTANCE, MAX_REASON_CHARS, bounded
 from contracts.replies import Reply, ReplyError
 from services.application.command_log import CommandRecord, command_digest, command_record_id
 from services.application.handlers import HANDLERS, Decision
@@ -63,6 +63,8 @@ class UnitOfWork:
         self._app = app
         self._loaded: dict[UUID, Aggregate | None] = {}
         self.replies_by_command: dict[str, Recorded] = {}
+        # The most steps a run may have: the aggregate is given it, as it is given ids and time.
+        self.max_steps = app.max_steps_per_instance
 
     def get(self, aggregate_id: UUID) -> Any:
         """The aggregate, or None when it does not exist."""
@@ -116,6 +118,8 @@ class FlowledgerApplication(Application):  # type: ignore[type-arg]
     def __init__(self, env: EnvType | None = None) -> None:
         super().__init__(env)
         self.existing_ids: ExistingIds = self.existing_ids_one_by_one
+        # Set by the composition root from FLOWLEDGER_MAX_STEPS_PER_INSTANCE.
+        self.max_steps_per_instance = DEFAULT_MAX_STEPS_PER_INSTANCE
         self._keyring: KeyRing | None = None
         if isinstance(self.factory, POPOFactory):
             self.use_key_store(MemoryKeyStore(), [self.IN_MEMORY_KEK])

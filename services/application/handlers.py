@@ -280,6 +280,7 @@ def begin_step(unit: UnitOfWork, cmd: c.BeginStep, now: datetime) -> Decision:
         wait_timeout=cmd.wait_timeout,
         command_id=cmd.command_id,
         at=now,
+        max_steps=unit.max_steps,
     )
     return Decision(instance=instance)
 
@@ -342,6 +343,7 @@ def record_step(unit: UnitOfWork, cmd: c.RecordStep, now: datetime) -> Decision:
         run_output=cmd.run_output,
         command_id=cmd.command_id,
         at=now,
+        max_steps=unit.max_steps,
     )
     return Decision(instance=instance)
 

@@ -45,6 +45,12 @@ class InstanceFinished(DomainError):
     code = "instance.finished"
 
 
+class StepLimitReached(DomainError):
+    """The run already has as many steps as an instance may have."""
+
+    code = "instance.step_limit"
+
+
 class StepMismatch(DomainError):
     code = "step.mismatch"
 

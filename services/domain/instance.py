@@ -9,6 +9,7 @@ transition table in contracts/status.py, the one the projections fold with.
 
 from __future__ import annotations
 
+from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from contracts.keys import instance_global_id
+from contracts.limits import DEFAULT_MAX_STEPS_PER_INSTANCE
 from services.domain import status as st
 from services.domain.durations import backoff_delay_ms
 from services.domain.errors import (
@@ -27,6 +29,7 @@ from services.domain.errors import (
     InstanceStillRunning,
     InvalidTransition,
     RestartStepNotFound,
+    StepLimitReached,
     StepMismatch,
 )
 
@@ -65,12 +68,43 @@ class Step:
 
 @dataclass
 class Run:
-    """What the current run has done; `restart` begins a new one."""
+    """What the current run has done; `restart` begins a new one.
+
+    Only the last step ever changes: a step is appended open, changed until it ends, and then
+    only read (a restart keeps a prefix of the list). `copy_for_command` relies on that.
+    """
 
     number: int = 1
     steps: list[Step] = field(default_factory=list)
     output: Any = None
     error: dict[str, str] | None = None
+    # Steps begun so far by (type, name): each new step's `count` without a scan of the run.
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    @classmethod
+    def restarted(cls, number: int, kept: list[Step]) -> Run:
+        counts: dict[tuple[str, str], int] = {}
+        for step in kept:
+            counts[(step.type, step.name)] = step.count
+        return cls(number=number, steps=kept, counts=counts)
+
+    def next_count(self, name: str, step_type: str) -> int:
+        return self.counts.get((step_type, name), 0) + 1
+
+    def copy_for_command(self, memo: dict[int, Any]) -> Run:
+        """A copy a command may change without changing this one, in time independent of the
+        run's length but for a list of references: the ended steps (never changed again) and
+        their outputs are shared, the last step is copied."""
+        steps = self.steps[:-1]
+        if self.steps:
+            steps.append(deepcopy(self.steps[-1], memo))
+        return Run(
+            number=self.number,
+            steps=steps,
+            output=deepcopy(self.output, memo),
+            error=deepcopy(self.error, memo),
+            counts=dict(self.counts),
+        )
 
 
 class WorkflowInstance(Aggregate):
@@ -88,6 +122,21 @@ class WorkflowInstance(Aggregate):
     @staticmethod
     def create_id(account_id: str, workflow_name: str, instance_id: str) -> UUID:  # type: ignore[override]
         return instance_global_id(account_id, workflow_name, instance_id)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> WorkflowInstance:
+        """The repository copies a cached aggregate for every command (so a command that fails
+        halfway leaves the cache as it was): the run is copied in near-constant time (see
+        `Run.copy_for_command`) instead of every step of the history, which made a step at
+        step 3,000 cost 30 times one at step 100 (bench/README.md, long instance)."""
+        copied = object.__new__(type(self))
+        memo[id(self)] = copied
+        copied.__dict__.update(
+            {
+                name: value.copy_for_command(memo) if name == "run" else deepcopy(value, memo)
+                for name, value in self.__dict__.items()
+            }
+        )
+        return copied
 
     @event("InstanceCreated")
     def __init__(
@@ -145,6 +194,13 @@ class WorkflowInstance(Aggregate):
                 f"allowed when {', '.join(sorted(allowed))}"
             )
 
+    def _require_room_for_a_step(self, max_steps: int) -> None:
+        if len(self.run.steps) >= max_steps:
+            raise StepLimitReached(
+                f"the run already has {len(self.run.steps)} steps, the most an instance may "
+                f"have ({max_steps}); FLOWLEDGER_MAX_STEPS_PER_INSTANCE sets the limit"
+            )
+
     def _require_open_step(self, name: str, kinds: tuple[str, ...]) -> Step:
         step = self._open_step()
         if step is None or step.name != name or step.type not in kinds:
@@ -173,17 +229,19 @@ class WorkflowInstance(Aggregate):
         wait_timeout: int | str | None,
         command_id: str,
         at: datetime,
+        max_steps: int = DEFAULT_MAX_STEPS_PER_INSTANCE,
     ) -> None:
+        """`max_steps`: the most steps a run may have (a setting the application passes in)."""
         self._require({st.RUNNING}, f"begin {step_type} {name!r}")
         if self._open_step() is not None:
             raise StepMismatch(f"step {self.run.steps[-1].name!r} is still open; end it first")
         if step_type == "waitForEvent" and not event_type:
             raise StepMismatch("a waitForEvent step needs an event_type")
-        count = 1 + sum(1 for s in self.run.steps if s.name == name and s.type == step_type)
+        self._require_room_for_a_step(max_steps)
         self._step_began(
             name=name,
             step_type=step_type,
-            count=count,
+            count=self.run.next_count(name, step_type),
             config=(config or DEFAULT_STEP_CONFIG) if step_type == "step" else None,
             sleep_ms=sleep_ms if step_type == "sleep" else None,
             event_type=event_type if step_type == "waitForEvent" else None,
@@ -219,6 +277,7 @@ class WorkflowInstance(Aggregate):
         self.run.steps.append(
             Step(name=name, type=step_type, count=count, config=config, event_type=event_type)
         )
+        self.run.counts[(step_type, name)] = count
 
     def begin_attempt(self, *, name: str, command_id: str, at: datetime) -> None:
         self._require({st.RUNNING}, f"begin an attempt of {name!r}")
@@ -381,6 +440,7 @@ class WorkflowInstance(Aggregate):
         run_output: Any,
         command_id: str,
         at: datetime,
+        max_steps: int = DEFAULT_MAX_STEPS_PER_INSTANCE,
     ) -> None:
         """A step that succeeded at its first attempt, reported after it ran: the events of
         begin_step, begin_attempt, end_attempt (success) and end_step, in that order, after
@@ -390,12 +450,13 @@ class WorkflowInstance(Aggregate):
         open_step = self._open_step()
         if open_step is not None:
             raise StepMismatch(f"step {open_step.name!r} is still open; end it first")
+        self._require_room_for_a_step(max_steps)
         if start_run:
             self._run_started(command_id=command_id, at=at)
         self._step_began(
             name=name,
             step_type="step",
-            count=1 + sum(1 for s in self.run.steps if s.name == name and s.type == "step"),
+            count=self.run.next_count(name, "step"),
             config=config or DEFAULT_STEP_CONFIG,
             sleep_ms=None,
             event_type=None,
@@ -719,6 +780,6 @@ class WorkflowInstance(Aggregate):
         command_id: str,
         at: datetime,
     ) -> None:
-        self.run = Run(number=run, steps=self.run.steps[:kept_steps])
+        self.run = Run.restarted(run, self.run.steps[:kept_steps])
         self.resume_to = None
         self.event_buffer = {}

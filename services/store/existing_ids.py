@@ -20,6 +20,9 @@ from eventsourcing.sqlite import SQLiteAggregateRecorder
 from psycopg.sql import SQL, Identifier
 
 SQLITE_CHUNK = 500  # well under SQLite's limit on bound parameters
+# Every aggregate's first event has this version: asking for it is one primary-key probe per
+# id, where asking for any event read every event of the id (a long instance's thousands).
+FIRST_VERSION = 1
 
 
 def one_query_per_batch(app: Application[Any]) -> Callable[[Iterable[UUID]], set[UUID]]:
@@ -41,10 +44,10 @@ def existing_ids(recorder: AggregateRecorder, ids: Iterable[UUID]) -> set[UUID]:
 
 def _postgres(recorder: PostgresAggregateRecorder, ids: list[UUID]) -> set[UUID]:
     statement = SQL(
-        "SELECT DISTINCT originator_id FROM {}.{} WHERE originator_id = ANY(%s)"
+        "SELECT originator_id FROM {}.{} WHERE originator_id = ANY(%s) AND originator_version = %s"
     ).format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
     with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
-        cursor.execute(statement, [ids])
+        cursor.execute(statement, [ids, FIRST_VERSION])
         return {UUID(str(row["originator_id"])) for row in cursor.fetchall()}
 
 
@@ -55,9 +58,9 @@ def _sqlite(recorder: SQLiteAggregateRecorder, hex_ids: list[str]) -> set[UUID]:
             chunk = hex_ids[start : start + SQLITE_CHUNK]
             marks = ", ".join("?" * len(chunk))
             cursor.execute(
-                f"SELECT DISTINCT originator_id FROM {recorder.events_table_name} "
-                f"WHERE originator_id IN ({marks})",
-                chunk,
+                f"SELECT originator_id FROM {recorder.events_table_name} "
+                f"WHERE originator_id IN ({marks}) AND originator_version = ?",
+                [*chunk, FIRST_VERSION],
             )
             found |= {UUID(row["originator_id"]) for row in cursor.fetchall()}
     return found

@@ -96,6 +96,21 @@ def end_step(
     i.end_step(name=name, success=success, output=output, error=error, command_id=cid(), at=AT)
 
 
+def record_step(i: WorkflowInstance, name: str = "s", **limit: int) -> None:
+    """A RecordStep of a running instance, its output naming it (`max_steps=` may be given)."""
+    i.record_step(
+        name=name,
+        config=None,
+        output={"name": name},
+        start_run=False,
+        complete_run=False,
+        run_output=None,
+        command_id=cid(),
+        at=AT,
+        **limit,
+    )
+
+
 def end_sleep(i: WorkflowInstance, name: str | None = None) -> None:
     i.end_sleep(name=name, command_id=cid(), at=AT)
 
