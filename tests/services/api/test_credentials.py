@@ -44,6 +44,9 @@ class EmptyView:
     def find(self, query: Any) -> list[Any]:
         return []
 
+    def find_summaries(self, query: Any) -> list[Any]:
+        return []
+
     def count(self, query: Any) -> int:
         return 0
 

@@ -79,6 +79,9 @@ class DeepView:
     def find(self, query: Query) -> list[dict[str, Any]]:
         return [deepened(d, self.depth) for d in self.view.find(query)]
 
+    def find_summaries(self, query: Query) -> list[dict[str, Any]]:
+        return [deepened(d, self.depth) for d in self.view.find_summaries(query)]
+
     def count(self, query: Query) -> int:
         return self.view.count(query)
 
