@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from contracts.events import InstanceEvent
 from projections import cloudflare_instance as cf
 from projections.timestamps import iso, parse
+from services.api.as_of import FoldCheckpoints, document_at
 from services.api.cloudflare_models import ERROR_RESPONSES, Envelope
 from services.api.deps import AccountId, Caller, InstanceId, WorkflowName
 from services.api.envelope import ok
@@ -163,27 +164,38 @@ def parse_as_of(as_of: str) -> int | datetime:
 async def document_as_of(
     request: Request, account_id: str, workflow_name: str, instance_id: str, as_of: str
 ) -> dict[str, Any]:
-    """The Cloudflare instance document as the live view held it at `as_of`."""
+    """The Cloudflare instance document as the live view held it at `as_of`, folded from the
+    nearest fold checkpoint (services.api.as_of)."""
     moment = parse_as_of(as_of)
     history = _history(request)
     upto = moment if isinstance(moment, int) else None
     if upto == 0:
         raise _before_creation(instance_id, as_of)
-    events = await asyncio.to_thread(
-        history.events, account_id, workflow_name, instance_id, upto=upto
-    )
-    if not events:
+    key = (account_id, workflow_name, instance_id)
+    checkpoints = _checkpoints(request)
+    latest = await asyncio.to_thread(history.version, *key)
+    if latest == 0:
+        checkpoints.forget(key)  # deleted (or never was): nothing of it stays in memory
         raise _not_found(instance_id)
-    if upto is not None and events[-1].version < upto:
+    if upto is not None and latest < upto:
         raise HTTPException(
             status_code=404,
-            detail=f"instance {instance_id!r} has no version {upto}: "
-            f"its latest is {events[-1].version}",
+            detail=f"instance {instance_id!r} has no version {upto}: its latest is {latest}",
         )
-    doc = fold(events, moment if isinstance(moment, datetime) else None)
+    until = moment if isinstance(moment, datetime) else None
+    doc = await asyncio.to_thread(document_at, history, checkpoints, key, upto, until)
     if doc is None:
         raise _before_creation(instance_id, as_of)
     return doc
+
+
+def _checkpoints(request: Request) -> FoldCheckpoints:
+    """The api's fold checkpoints, made on the first time-travel request."""
+    state = request.app.state
+    if getattr(state, "fold_checkpoints", None) is None:
+        state.fold_checkpoints = FoldCheckpoints()
+    checkpoints: FoldCheckpoints = state.fold_checkpoints
+    return checkpoints
 
 
 def fold(events: list[InstanceEvent], until: datetime | None = None) -> dict[str, Any] | None:
