@@ -5,6 +5,10 @@ Each view subclasses the store's own tracking recorder (SQLite in `sqlite_views`
 transaction: after a crash the view is exactly as far as its position says (exactly-once
 application of every event). This module holds what the backends share: the interface, the SQL
 written alike on both, and `open_view`, which picks the backend of the event store.
+
+A document's list that grows with the steps is kept as one row per item in the view's rows
+table, beside the document (projections/row_window.py): a fold reads and writes a step's row,
+never the whole list, and readers get the document with its list assembled from the rows.
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ def safe_field(field: str) -> str:
     return field
 
 
+ITEMS_PER_READ = 200
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 
@@ -190,14 +195,17 @@ class DocumentView(TrackingRecorder, Generic[CursorT]):
 
     def _items_at(self, cursor: CursorT, wanted: list[tuple[str, int]]) -> dict[str, Any]:
         """The item at one index per document, by primary key."""
-        if not wanted:
-            return {}
-        where = " OR ".join([f"(key = {self.ph} AND idx = {self.ph})"] * len(wanted))
-        cursor.execute(
-            f"SELECT key, item FROM {self.rows_table} WHERE {where}",
-            [value for pair in wanted for value in pair],
-        )
-        return {row["key"]: _decode(row["item"]) for row in cursor.fetchall()}
+        found: dict[str, Any] = {}
+        # SQLite refuses an expression deeper than 1,000: a batch's ORs go a chunk at a time.
+        for at in range(0, len(wanted), ITEMS_PER_READ):
+            chunk = wanted[at : at + ITEMS_PER_READ]
+            where = " OR ".join([f"(key = {self.ph} AND idx = {self.ph})"] * len(chunk))
+            cursor.execute(
+                f"SELECT key, item FROM {self.rows_table} WHERE {where}",
+                [value for pair in chunk for value in pair],
+            )
+            found.update((row["key"], _decode(row["item"])) for row in cursor.fetchall())
+        return found
 
     def find(self, query: Query) -> list[dict[str, Any]]:
         """A page of whole documents, their lists read from their rows in the same statement."""

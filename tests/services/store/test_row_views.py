@@ -100,6 +100,20 @@ def test_a_step_event_writes_that_steps_row_and_the_summary_alone(
         assert view.get(story.global_id) == fold(cloudflare_instance.apply, events)
 
 
+def test_one_batch_steps_a_thousand_long_instances_at_once(
+    app: FlowledgerApplication, new_id: str
+) -> None:
+    view = _view(app, cloudflare_instance, new_id)
+    feed = Feed(ProjectionGroup([Projection(view, cloudflare_instance)]))
+    stories = [Story() for _ in range(1000)]
+    feed([e for s in stories for e in (s.created(), s.started(), *_step(s, "a"))])
+
+    feed([s.step_began("b") for s in stories])  # each fold reads its last step's row
+
+    got = view.get_many([s.global_id for s in stories])
+    assert {len(doc["steps"]) for doc in got.values()} == {2} and len(got) == 1000
+
+
 def _bytes_per_step(feed: Feed, views: list[DocumentView], story: Story, n: int) -> int:
     before = sum(v.written_bytes for v in views)
     for event in _step(story, f"s{n}"):
