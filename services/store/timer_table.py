@@ -47,6 +47,11 @@ class TimerTable(DocumentView[CursorT]):
             cursor.execute(sql, [now_ms, limit])
             return [(row["key"], row["doc"]) for row in cursor.fetchall()]
 
+    def get_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The documents of `keys`, as stored: timer documents keep no item rows beside them
+        (the views' `get_many` reads a rows table, which the timer table does not have)."""
+        return self.get_readable(keys)[0]
+
     def get_readable(self, keys: Sequence[str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
         """The documents of `keys` that decode, and the keys of those that do not (the fold
         starts them afresh, rather than fail on them for ever)."""
