@@ -22,6 +22,8 @@ GOALS = {
     # worker's hop (event delivered, history read, step run).
     "workflow_runs_per_s": 1000,
     "workflow_p99_ms": 250,
+    # Issue 28: a step at step 3,000 of an instance costs at most 1.5x one at step 100.
+    "long_instance_ratio": 1.5,
 }
 STORE_NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 TOPOLOGY_NAMES = {
@@ -110,6 +112,30 @@ def topology_figures(run: dict[str, Any], kafka_per_s: float | None) -> dict[str
         "sustained_p99_ms": sustained.get("readable_p99_ms"),
         "sustained_reply_p99_ms": sustained.get("reply_p99_ms"),
         **workflow_figures(run.get("workflow", {})),
+        **long_instance_figures(run.get("long_instance", {})),
+    }
+
+
+def long_instance_figures(long: dict[str, Any]) -> dict[str, Any]:
+    """The long-instance phase (bench/long_instance.py); absent keys when it did not run."""
+    if not long:
+        return {}
+    early, late = long["early"], long["late"]
+    cpu = {
+        f"long_cpu_ms_per_step_{name}_{when}": window["cpu_ms_per_step"].get(name)
+        for name in late["cpu_ms_per_step"]
+        for when, window in (("early", early), ("late", late))
+    }
+    return {
+        "long_steps": long["steps"],
+        "long_ms_per_step_early": early["ms_per_step"],
+        "long_ms_per_step_late": late["ms_per_step"],
+        "long_ratio": long["ratio"],
+        **cpu,
+        "long_step_count": long.get("step_count"),
+        "long_as_of_ms_start": long.get("as_of_ms", {}).get("start"),
+        "long_as_of_ms_end": long.get("as_of_ms", {}).get("end"),
+        "long_get_ms_end": long.get("get_ms"),
     }
 
 
@@ -250,6 +276,7 @@ def _store_block(store: str, runs: dict[str, Any], kafka: dict[str, Any]) -> lis
             lines.append(
                 f"  CPU us/command, {TOPOLOGY_NAMES[topology]} burst ({_n(per_s)} cmd/s): {each}"
             )
+    lines += [_long_line(t, runs[t]["long_instance"]) for t in runs if "long_instance" in runs[t]]
     for topology, f in zip(cols, figs, strict=True):
         name = TOPOLOGY_NAMES[topology]
         if "error" in f:
@@ -263,6 +290,23 @@ def _store_block(store: str, runs: dict[str, Any], kafka: dict[str, Any]) -> lis
                 " unbounded)"
             )
     return lines
+
+
+def _long_line(topology: str, long: dict[str, Any]) -> str:
+    early, late = long["early"], long["late"]
+    cpu = ", ".join(
+        f"{name} {early['cpu_ms_per_step'].get(name, 0):.1f} -> {ms:.1f}"
+        for name, ms in late["cpu_ms_per_step"].items()
+    )
+    as_of = long.get("as_of_ms", {})
+    return (
+        f"  long instance, {TOPOLOGY_NAMES.get(topology, topology)}: ms/step at step "
+        f"{long['early_step']} -> {long['steps']:,}: {early['ms_per_step']:.1f} -> "
+        f"{late['ms_per_step']:.1f} (x{long['ratio']}, goal <= x{GOALS['long_instance_ratio']});"
+        f" CPU ms/step {cpu}; as_of near start/end {_n(as_of.get('start'), 1)}/"
+        f"{_n(as_of.get('end'), 1)} ms (the live GET at the end {_n(long.get('get_ms'), 1)} ms);"
+        f" step_count {_n(long.get('step_count'))}"
+    )
 
 
 def table(results: dict[str, Any]) -> str:

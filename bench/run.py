@@ -7,7 +7,9 @@ BENCH_TOPOLOGIES (default "all_in_one,two_members"), BENCH_COMMANDS (size of the
 burst; default from the store-only rate), BENCH_PROFILE=1 (py-spy over each store's all-in-one
 throughput run), BENCH_PHASES (which phases, default "kafka,store_only,commands,workflow"),
 BENCH_WORKERS / BENCH_WORKER_CONCURRENCY (the workflow phase's worker processes, default 1 / 256),
-BENCH_WORKFLOW_RUNS (the workflow burst, default BENCH_SECONDS x 100).
+BENCH_WORKFLOW_RUNS (the workflow burst, default BENCH_SECONDS x 100), BENCH_LONG_STEPS (the
+long-instance phase's steps, default 3000; that phase runs in the all-in-one and per-role
+topologies only).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any
 from aiokafka.errors import KafkaError
 from eventsourcing.persistence import PersistenceError
 
-from bench import baselines, report, workflow_phase
+from bench import baselines, long_instance, report, workflow_phase
 from bench.infra import kafka_broker, postgres_server, store_url
 from bench.load import Probe, probe
 from bench.profile import Profiler, hot_spots
@@ -42,7 +44,7 @@ from services.settings import Settings
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 WARM_UP_COMMANDS = 200
 WARM_UP_RUNS = 20
-PHASES = ("kafka", "store_only", "commands", "workflow")
+PHASES = ("kafka", "store_only", "commands", "workflow", "long_instance")
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class Plan:
     workers: int = 1
     worker_concurrency: int = 256
     workflow_runs: int | None = None
+    long_steps: int = 3000
 
     @classmethod
     def from_env(cls) -> Plan:
@@ -78,6 +81,7 @@ class Plan:
             workers=int(env("BENCH_WORKERS", "1")),
             worker_concurrency=int(env("BENCH_WORKER_CONCURRENCY", "256")),
             workflow_runs=int(env("BENCH_WORKFLOW_RUNS", "0")) or None,
+            long_steps=int(env("BENCH_LONG_STEPS", "3000")),
         )
 
     @property
@@ -144,6 +148,11 @@ async def run_topology(
             measured: dict[str, Any] = {}
             if "workflow" in plan.phases:  # first: its worker reads the events from the start
                 measured["workflow"] = await run_workflows(plan, client, deployment, run_dir)
+            if "long_instance" in plan.phases and topology != "two_members":
+                say(f"  long instance: {plan.long_steps:,} RecordStep, one at a time")
+                long = await long_instance.long_instance(client, plan.long_steps, timeout_s=900)
+                say(f"  -> ms/step {long['early']['ms_per_step']} -> {long['late']['ms_per_step']}")
+                measured["long_instance"] = long
             if "commands" not in plan.phases:
                 return measured
             if profilers and not all([p.start() for p in profilers]):
