@@ -43,6 +43,7 @@ from typing import Any, Literal, Protocol, TypeVar
 from contracts import commands as c
 from contracts.limits import MAX_JSON_BYTES
 from contracts.replies import Reply
+from flowledger.off_loop import run_off_loop
 from flowledger.workflows import (
     NonRetryableError,
     StepError,
@@ -72,13 +73,18 @@ OutcomeKind = Literal[
     "completed",
     "failed",
     "again",  # the history moved on under the replay (an event delivered at once): reload
+    "error",  # the wake-up failed (the store or broker away, run() blocking): tried again
 ]
 
 
 @dataclass(frozen=True)
 class Outcome:
+    """Why a wake-up ended. `detail` names steps, types and statuses, never user content, so
+    logs may carry it; `content` holds the messages (errors, rejections) that may be user's."""
+
     kind: OutcomeKind
     detail: str = ""
+    content: str = ""
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,7 @@ class InstanceHistory:
     params: Any = None
     created_at: datetime | None = None
     steps: list[RecordedStep] = field(default_factory=list)
+    settled: int = 0  # how many steps from the first have ended (ended steps never change)
 
     @property
     def key(self) -> str:
@@ -160,30 +167,27 @@ async def wake(
     stop_requested: Callable[[], bool] = lambda: False,
     clock: Callable[[], datetime] = utc_now,
     observer: Observer | None = None,
+    log_content: bool = False,
 ) -> Outcome:
-    """Does whatever the instance's state asks of an engine, then returns why it stopped."""
+    """Does whatever the instance's state asks of an engine, then returns why it stopped.
+    `log_content`: log lines may carry error messages (else exception types and step names)."""
     outcome = Outcome("idle")
     for _ in range(MAX_REPLAYS_PER_WAKE):
         history = await load()
         if history is None:
             return Outcome("idle", "no such instance")
-        outcome = await _act(entry, history, progress, stop_requested, clock, observer)
+        replay = Replay(entry, history, progress, stop_requested, clock, observer, log_content)
+        outcome = await _act(replay)
         if outcome.kind != "again":
             return outcome
-    log.warning("gave up after %d replays in one wake-up: %s", MAX_REPLAYS_PER_WAKE, outcome)
+    log.warning("gave up after %d replays in one wake-up: %s", MAX_REPLAYS_PER_WAKE, outcome.detail)
     return outcome
 
 
-async def _act(
-    entry: WorkflowEntrypoint,
-    history: InstanceHistory,
-    progress: Progress,
-    stop_requested: Callable[[], bool],
-    clock: Callable[[], datetime],
-    observer: Observer | None,
-) -> Outcome:
+async def _act(replay: Replay) -> Outcome:
+    history, progress = replay.history, replay.progress
     status = history.status
-    if stop_requested():
+    if replay.stop_requested():
         return Outcome("stopped", "the worker is stopping")
     if status == "waitingForPause":
         open_step = history.open_step
@@ -200,7 +204,7 @@ async def _act(
     open_step = history.open_step
     if open_step is not None and open_step.backing_off:
         return Outcome("idle", "backing off")
-    return await Replay(entry, history, progress, stop_requested, clock, observer).execute()
+    return await replay.execute()
 
 
 class _Halt(BaseException):
@@ -223,8 +227,10 @@ class Replay:
         stop_requested: Callable[[], bool] = lambda: False,
         clock: Callable[[], datetime] = utc_now,
         observer: Observer | None = None,
+        log_content: bool = False,
     ) -> None:
         self.entry = entry
+        self.log_content = log_content
         self.history = history
         self.progress = progress
         self.stop_requested = stop_requested
@@ -306,7 +312,7 @@ class Replay:
             await self._send(self._make(c.FailRun, error=error))
         except _Halt as halt:
             return halt.outcome
-        return Outcome("failed", f"{error.name}: {error.message}")
+        return Outcome("failed", error.name, content=error.message)
 
     # --- the steps ------------------------------------------------------------------------------
 
@@ -344,7 +350,7 @@ class Replay:
                 attempts, in_flight = recorded.attempts, recorded.attempt_in_flight
                 if attempts and not in_flight and recorded.last_success:
                     # The last attempt succeeded; its engine stopped before ending the step.
-                    return await self._end_step(name, recorded.last_output)
+                    return await self._end_step(name, _fresh(recorded.last_output))
                 if attempts and not in_flight and not recorded.retry_due:
                     # Failed for good (a timed-out last attempt, a non-retryable error).
                     error = recorded.last_error or {"name": "Error", "message": "attempt failed"}
@@ -416,7 +422,7 @@ class Replay:
         workflow = self.history.workflow_name
         try:
             async with asyncio.timeout(timeout_s) as deadline:
-                output = await call(ctx)
+                output = await run_off_loop(lambda: call(ctx), _task_name())
             output = as_json(output)
         except _Halt:
             raise
@@ -435,11 +441,11 @@ class Replay:
         except Exception as error:
             failure, kind = _error_info(error), "failure"
             log.info(
-                "attempt %d of %r failed: %s: %s",
+                "attempt %d of %r failed: %s%s",
                 attempt,
                 name,
                 failure.name,
-                failure.message,
+                f": {failure.message}" if self.log_content else "",
                 extra={"instance_key": self.history.key},
             )
         else:
@@ -543,7 +549,7 @@ class Replay:
                     "code must call the same steps in the same order on every replay"
                 ),
             )
-            self._halt("failed", self.failure.message)
+            self._halt("failed", NON_DETERMINISM_ERROR, content=self.failure.message)
         return position, recorded
 
     def _settled(self, recorded: RecordedStep) -> Any:
@@ -552,11 +558,11 @@ class Replay:
             raise StepError(error.get("name", "Error"), error.get("message", ""))
         if recorded.type == "waitForEvent":
             return {
-                "payload": recorded.output,
+                "payload": _fresh(recorded.output),
                 "timestamp": recorded.ended_at,
                 "type": recorded.event_type,
             }
-        return None if recorded.type == "sleep" else recorded.output
+        return None if recorded.type == "sleep" else _fresh(recorded.output)
 
     async def _boundary(self, *, unrecorded_step: bool = False) -> None:
         """Before a new step (and before completing): the step that ended before is reported,
@@ -597,12 +603,14 @@ class Replay:
         reply = await self.progress.send(command)
         if reply.outcome == "rejected":
             what = f"{type(command).__name__} {_why(reply)}"
-            if reply.error is not None and reply.error.code in REFUSED_AS_INVALID:
+            code = reply.error.code if reply.error is not None else ""
+            rejected = f"{type(command).__name__} rejected ({code})"
+            if code in REFUSED_AS_INVALID:
                 # What the workflow produced can never be sent (an output nested too deep, a
                 # name the contract refuses): sending it again would fail again. The run fails.
                 self.failure = self.failure or c.ErrorInfo(name=INVALID_ERROR, message=what)
-                self._halt("failed", what)
-            self._halt("stopped", what)
+                self._halt("failed", rejected, content=what)
+            self._halt("stopped", rejected, content=what)
         if reply.outcome == "accepted" and reply.status is not None:
             self.status = reply.status
         return reply
@@ -610,8 +618,8 @@ class Replay:
     def _make(self, kind: type[_C], **fields: Any) -> _C:
         return _command(self.history, kind, **fields)
 
-    def _halt(self, kind: OutcomeKind, detail: str) -> None:
-        self.halted = self.halted or Outcome(kind, detail)
+    def _halt(self, kind: OutcomeKind, detail: str, content: str = "") -> None:
+        self.halted = self.halted or Outcome(kind, detail, content)
         raise _Halt(self.halted)
 
 
@@ -622,6 +630,12 @@ class _Ran:
     output: Any = None
     failure: c.ErrorInfo | None = None
     retryable: bool = True
+
+
+def _task_name() -> str:
+    """The wake-up's task name, given to its steps' tasks (it names the worker first)."""
+    task = asyncio.current_task()
+    return task.get_name() if task is not None else "step"
 
 
 def _fits_beside(step_output: Any, run_output: Any) -> bool:
@@ -643,6 +657,14 @@ def as_json(value: Any) -> Any:
     if len(text.encode()) > MAX_JSON_BYTES:
         raise NotJson(f"{len(text.encode())} bytes of JSON; the limit is {MAX_JSON_BYTES}")
     return json.loads(text)
+
+
+def _fresh(value: Any) -> Any:
+    """A copy of a recorded JSON value: the history is kept between wake-ups, and a workflow
+    that changes what a step returned must not change what the next replay is given."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return json.loads(json.dumps(value))
 
 
 def _step_config(config: dict[str, Any]) -> c.StepConfig:

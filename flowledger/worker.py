@@ -16,7 +16,8 @@ from flowledger.workflows import WorkflowEntrypoint
 
 
 class EntrypointError(ValueError):
-    """MODULE:CLASS does not name a WorkflowEntrypoint subclass."""
+    """MODULE:CLASS does not name a WorkflowEntrypoint subclass: the module cannot be
+    imported, has no such attribute, or what it names is not a WorkflowEntrypoint."""
 
 
 def load_entrypoint(target: str) -> type[WorkflowEntrypoint]:
@@ -31,7 +32,9 @@ def load_entrypoint(target: str) -> type[WorkflowEntrypoint]:
         module = importlib.import_module(module_name)
     except ImportError as error:
         raise EntrypointError(f"cannot import {module_name!r}: {error}") from error
-    found = getattr(module, class_name, None)
+    if not hasattr(module, class_name):
+        raise EntrypointError(f"module {module_name!r} has no attribute {class_name!r}")
+    found = getattr(module, class_name)
     if not (isinstance(found, type) and issubclass(found, WorkflowEntrypoint)):
         raise EntrypointError(
             f"{module_name}.{class_name} is not a subclass of flowledger.workflows."

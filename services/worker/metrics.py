@@ -34,8 +34,15 @@ class WorkerMetrics(Observer):
         self.wakes = Counter(
             "flowledger_worker_wakes",
             "Wake-ups of an instance, by how they ended (idle, suspended, stopped, completed, "
-            "failed, error)",
+            "failed, error: tried again)",
             ["workflow", "outcome"],
+            registry=self.registry,
+        )
+        self.blocked = Counter(
+            "flowledger_worker_blocked_wakes",
+            "Wake-ups failed because run() held its event loop (no await) past the watchdog's "
+            "limit; each is tried again after a back-off",
+            ["workflow"],
             registry=self.registry,
         )
         self.in_flight = Gauge(

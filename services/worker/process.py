@@ -43,7 +43,9 @@ async def start_worker(
     await ensure_topics(
         bootstrap, dict.fromkeys(topics.all(), settings.partitions), topics.configs()
     )
-    history = await asyncio.to_thread(StoreHistory.open, settings.store, settings.keks())
+    history = await asyncio.to_thread(
+        StoreHistory.open, settings.store, settings.keks(), settings.worker_cache_size
+    )
     channel = CommandChannel(bootstrap, topics.commands, topics.replies)
     runtime: WorkerRuntime | None = None
     try:
@@ -60,6 +62,7 @@ async def start_worker(
             channel=channel,
             metrics=WorkerMetrics(),
             name=name,
+            log_content=settings.log_content,
         )
         module, _, class_name = target.partition(":")
         await runtime.register(class_name, module)

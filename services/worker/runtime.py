@@ -40,6 +40,7 @@ from flowledger.workflows import WorkflowEntrypoint
 from services.infra.backoff import Backoff
 from services.worker.channel import CommandChannel
 from services.worker.history import StoreHistory
+from services.worker.isolation import BLOCKED_AFTER_S, BlockedWakeError, IsolatedWake
 from services.worker.metrics import WorkerMetrics
 
 log = logging.getLogger("flowledger.worker")
@@ -48,6 +49,10 @@ REVOKE_GRACE_S = 10.0
 STOP_GRACE_S = 15.0
 COMMIT_EVERY_S = 1.0
 IDLE_SLOTS_KEPT = 10_000
+# A failed wake-up (the store or broker away, run() blocking its loop) is tried again after
+# this, doubling per failure in a row up to the cap.
+RETRY_FIRST_S = 1.0
+RETRY_CAP_S = 60.0
 # Registration command ids: the same worker registering again is answered `duplicate`.
 _REGISTRATION_IDS = uuid.UUID("3c2d8a61-0f4e-5b7a-9d1c-6e8f2a4b0c93")
 
@@ -74,6 +79,7 @@ class _Slot:
     known_version: int = 0
     task: asyncio.Task[None] | None = None
     stop: bool = False
+    failures: int = 0  # wake-ups failed in a row: the next waits longer
 
 
 class _SlotProgress:
@@ -110,8 +116,12 @@ class WorkerRuntime:
         channel: CommandChannel,
         metrics: WorkerMetrics | None = None,
         name: str = "worker",
+        log_content: bool = False,
+        blocked_after_s: float = BLOCKED_AFTER_S,
     ) -> None:
         self.entry = entry
+        self.log_content = log_content  # error messages in logs (else types and step names)
+        self.blocked_after_s = blocked_after_s
         self.workflow = workflow
         self.accounts = frozenset(accounts)
         self.history = history
@@ -247,58 +257,90 @@ class WorkerRuntime:
     # --- waking -----------------------------------------------------------------------------
 
     async def _drive(self, key: str, slot: _Slot) -> None:
-        progress = _SlotProgress(self.channel, slot)
-
-        async def load() -> InstanceHistory | None:
-            history = await self.history.load(slot.account_id, self.workflow, slot.instance_id)
-            if history is not None:
-                slot.known_version = max(slot.known_version, history.version)
-            return history
-
         try:
             while slot.waiting and not slot.stop:
                 slot.running, slot.waiting = slot.waiting, []
                 async with self._running:
                     if slot.stop:
                         break
-                    self.metrics.in_flight.labels(self.workflow).inc()
-                    try:
-                        outcome = await wake(
-                            self.entry,
-                            load,
-                            progress,
-                            stop_requested=lambda: slot.stop,
-                            observer=self.metrics,
-                        )
-                    except Exception as error:  # the store or the broker is away: next event
-                        log.warning("waking %s failed: %s: %s", key, type(error).__name__, error)
-                        outcome = Outcome("stopped", f"error: {error}")
-                        self.metrics.wakes.labels(self.workflow, "error").inc()
-                        await asyncio.sleep(1.0)
-                        slot.waiting = slot.running + slot.waiting  # not done: try again
-                        slot.running = []
-                        continue
-                    finally:
-                        self.metrics.in_flight.labels(self.workflow).dec()
+                    outcome = await self._wake_once(key, slot)
                 self._record(key, outcome)
+                if outcome.kind == "error":  # not done: tried again after a back-off
+                    slot.waiting = slot.running + slot.waiting
+                    slot.running = []
+                    slot.failures += 1
+                    await self._back_off(slot)
+                    continue
+                slot.failures = 0
                 self._done(slot.partition, slot.running)
                 slot.running = []
         finally:
             slot.task = None
             self._forget_idle()
 
+    async def _wake_once(self, key: str, slot: _Slot) -> Outcome:
+        """One wake-up, on a thread and event loop of its own (services/worker/isolation.py);
+        its history read and its commands go through this loop."""
+        isolated = IsolatedWake(f"{self.name} wake {key}", self.blocked_after_s)
+        progress = isolated.progress(_SlotProgress(self.channel, slot))
+
+        async def load() -> InstanceHistory | None:
+            return await isolated.on_worker_loop(self._load(slot))
+
+        self.metrics.in_flight.labels(self.workflow).inc()
+        try:
+            return await isolated.run(
+                lambda: wake(
+                    self.entry,
+                    load,
+                    progress,
+                    stop_requested=lambda: slot.stop,
+                    observer=self.metrics,
+                    log_content=self.log_content,
+                )
+            )
+        except BlockedWakeError as error:
+            self.metrics.blocked.labels(self.workflow).inc()
+            return Outcome("error", f"{BlockedWakeError.__name__}: {error}")
+        except Exception as error:  # the store or the broker is away
+            return Outcome("error", type(error).__name__, content=str(error))
+        finally:
+            self.metrics.in_flight.labels(self.workflow).dec()
+
+    async def _load(self, slot: _Slot) -> InstanceHistory | None:
+        history = await self.history.load(slot.account_id, self.workflow, slot.instance_id)
+        if history is not None:
+            slot.known_version = max(slot.known_version, history.version)
+        return history
+
+    async def _back_off(self, slot: _Slot) -> None:
+        """Waits before the next try; a slot told to stop stops waiting."""
+        until = asyncio.get_running_loop().time() + min(
+            RETRY_CAP_S, RETRY_FIRST_S * 2 ** (slot.failures - 1)
+        )
+        while not slot.stop and asyncio.get_running_loop().time() < until:
+            await asyncio.sleep(0.1)
+
     def _record(self, key: str, outcome: Outcome) -> None:
+        """Counts and logs how a wake-up ended; the log line carries user content (error
+        messages) only when asked to (FLOWLEDGER_LOG_CONTENT)."""
         self.metrics.wakes.labels(self.workflow, outcome.kind).inc()
         self.outcomes.append((key, outcome))
         del self.outcomes[:-1000]
-        if outcome.kind != "idle":
-            log.info(
-                "%s: %s%s",
-                key,
-                outcome.kind,
-                f" ({outcome.detail})" if outcome.detail else "",
-                extra={"instance_key": key},
-            )
+        if outcome.kind == "idle":
+            return
+        detail = outcome.detail
+        if self.log_content and outcome.content:
+            detail = f"{detail}: {outcome.content}" if detail else outcome.content
+        failed = outcome.kind == "error"
+        log.log(
+            logging.WARNING if failed else logging.INFO,
+            "%s: %s%s",
+            key,
+            "wake-up failed, tried again after a back-off" if failed else outcome.kind,
+            f" ({detail})" if detail else "",
+            extra={"instance_key": key},
+        )
 
     def _forget_idle(self) -> None:
         """Idle slots only remember versions seen (an optimisation): keep the newest."""
@@ -360,6 +402,7 @@ class WorkerRuntime:
             await self._commit(self._consumer, partitions)
         for key in slots:
             self._slots.pop(key, None)
+        self.history.forget(slots)  # held no more: their cached histories go
         for tp in gone:
             self._pending.pop(tp, None)
             self._next.pop(tp, None)

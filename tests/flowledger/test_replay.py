@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -339,7 +340,7 @@ async def test_restart_from_a_step_replays_the_outputs_recorded_before_it(
 async def test_an_attempt_left_in_flight_is_taken_over_by_the_next_replay(
     fl: InMemoryFlowledger,
 ) -> None:
-    started = asyncio.Event()
+    started = threading.Event()  # set by step code, which runs on a thread of its own
     runs: list[str] = []
 
     class Slow(WorkflowEntrypoint):
@@ -360,7 +361,7 @@ async def test_an_attempt_left_in_flight_is_taken_over_by_the_next_replay(
 
     fl.create("k1")
     dead = asyncio.create_task(fl.wake(Slow(hang=True), "k1"))
-    await started.wait()
+    await asyncio.to_thread(started.wait)
     dead.cancel()  # the worker dies mid-step: its attempt stays in flight
     with pytest.raises(asyncio.CancelledError):
         await dead
