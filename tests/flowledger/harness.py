@@ -22,8 +22,8 @@ ACCOUNT, WORKFLOW = "acc", "wf"
 
 
 class InMemoryFlowledger:
-    def __init__(self) -> None:
-        self.app = FlowledgerApplication(env=dict(STORED_FORMAT))
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        self.app = FlowledgerApplication(env={**STORED_FORMAT, **(env or {})})
         self.history = StoreHistory(self.app)
         self.now = datetime(2026, 1, 1, tzinfo=UTC)
         self.sent: list[c.AnyCommand] = []

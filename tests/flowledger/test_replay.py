@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from contracts.replies import Reply, ReplyError
-from flowledger.replay import attempt_command_id
+from flowledger.replay import attempt_command_id, wake
 from flowledger.workflows import NonRetryableError, StepError, WorkflowEntrypoint, WorkflowStep
 from tests.flowledger.harness import InMemoryFlowledger
 
@@ -588,3 +589,30 @@ async def test_a_command_the_service_refuses_as_invalid_fails_the_run(
     assert await fl.run(Huge(), "big") == "errored"
     error = fl.instance("big").run.error
     assert error["name"] == "InvalidCommandError" and "payload.too_large" in error["message"]
+
+
+class _FailsWithASecret(WorkflowEntrypoint):
+    async def run(self, event: Any, step: WorkflowStep) -> Any:
+        @step.do("charge", config={"retries": {"limit": 0, "delay": 0}})
+        async def charge() -> None:
+            raise ValueError(f"card {event['payload']['card']} declined")
+
+        return await charge()
+
+
+@pytest.mark.parametrize("log_content", [False, True])
+async def test_logs_name_the_error_type_and_step_and_carry_its_message_only_if_asked(
+    fl: InMemoryFlowledger, caplog: pytest.LogCaptureFixture, new_id: str, log_content: bool
+) -> None:
+    secret = f"4111-{new_id}"
+    fl.create(new_id, {"card": secret})
+
+    async def load() -> Any:
+        return fl.load(new_id)
+
+    with caplog.at_level(logging.INFO, logger="flowledger.worker"):
+        outcome = await wake(_FailsWithASecret(), load, fl, log_content=log_content)
+    assert (outcome.kind, outcome.detail) == ("failed", "ValueError")
+    assert secret in outcome.content  # for the worker to log when asked, never in `detail`
+    assert "attempt 1 of 'charge' failed: ValueError" in caplog.text
+    assert (secret in caplog.text) is log_content

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 import msgspec
+import pytest
 from aiokafka import TopicPartition
 
-from flowledger.replay import InstanceHistory
+from flowledger.replay import InstanceHistory, Outcome
 from flowledger.workflows import WorkflowEntrypoint
 from services.worker.runtime import WorkerRuntime, _EventHead
 
@@ -92,3 +94,15 @@ async def test_an_event_is_committable_once_its_wake_up_ended_and_others_coalesc
     _read(runtime, 4, _event(6))
     await _settled(runtime)
     assert history.loads == ["i", "i", "i"] and runtime._committable(TP) == 5
+
+
+@pytest.mark.parametrize("log_content", [False, True])
+def test_a_wake_ups_log_line_carries_user_content_only_when_asked(
+    caplog: pytest.LogCaptureFixture, log_content: bool
+) -> None:
+    runtime = _runtime(_History())
+    runtime.log_content = log_content
+    with caplog.at_level(logging.INFO, logger="flowledger.worker"):
+        runtime._record("a/wf/i", Outcome("failed", "ValueError", content="card 4111 declined"))
+    assert "a/wf/i: failed (ValueError" in caplog.text
+    assert ("card 4111 declined" in caplog.text) is log_content
