@@ -59,6 +59,7 @@ CODES_BY_REASON = {
     "command.too_deep": 10115,
     "command.not_json": 10116,
     "instance.running": 10117,
+    "instance.key_unavailable": 10503,
 }
 
 ONFIDO_PREFIX = "/v3.6"

@@ -31,6 +31,7 @@ STATUS_BY_CODE = {
     "command.undecodable": 400,
     "command.id_reused": 409,
     "command.failed": 500,
+    "instance.key_unavailable": 503,  # a key-encryption key is missing from the settings
 }
 
 

@@ -29,7 +29,13 @@ from contracts.limits import DEFAULT_MAX_STEPS_PER_INSTANCE, MAX_REASON_CHARS, b
 from contracts.replies import Reply, ReplyError
 from services.application.command_log import CommandRecord, command_digest, command_record_id
 from services.application.handlers import HANDLERS, Decision
-from services.application.sealing import KeyRing, KeyStore, MemoryKeyStore, SealingMapper
+from services.application.sealing import (
+    KeyRing,
+    KeyStore,
+    MemoryKeyStore,
+    SealingMapper,
+    UnknownKeyEncryptionKey,
+)
 from services.domain.errors import DomainError
 from services.domain.instance import WorkflowInstance
 from services.domain.workflow import Workflow
@@ -239,6 +245,9 @@ class FlowledgerApplication(Application):  # type: ignore[type-arg]
             return _rejected(command, error.code, error.message)
         except PersistenceError:
             raise  # the store is unwell: fail the batch so Kafka redelivers it
+        except UnknownKeyEncryptionKey as error:
+            # A deployment's key is missing, not a bug: said as such, and answerable with 503.
+            return _rejected(command, "instance.key_unavailable", str(error))
         except Exception as error:
             # A bug must not turn one command into a poison pill that blocks its partition.
             log.exception(

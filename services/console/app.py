@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.application.sealing import UnknownKeyEncryptionKey
 from services.console import pages
 from services.console.render import page
 from services.console.session import ConsoleSessions, Unauthenticated
@@ -126,6 +127,18 @@ async def _invalid(request: Request, exc: Exception) -> Response:
     return page(request, "error.html", status_code=400, title="Invalid request", message=problems)
 
 
+async def _unknown_key(request: Request, exc: Exception) -> Response:
+    """A data key no configured KEK opens: the deployment lacks a key, said plainly (503)."""
+    return page(
+        request,
+        "error.html",
+        status_code=503,
+        title="Key unavailable",
+        message="This instance's data key cannot be unwrapped with the configured keys: "
+        "FLOWLEDGER_KEY_ENCRYPTION_KEYS must list the key it was written with.",
+    )
+
+
 def create_console(parent: FastAPI) -> FastAPI:
     """The console, sharing `parent`'s state; mount it with `parent.mount("/console", ...)`."""
     console = FastAPI(title="Flowledger console", openapi_url=None, docs_url=None, redoc_url=None)
@@ -136,6 +149,7 @@ def create_console(parent: FastAPI) -> FastAPI:
     console.add_exception_handler(Unauthenticated, _unauthenticated)
     console.add_exception_handler(StarletteHTTPException, _http_error)
     console.add_exception_handler(RequestValidationError, _invalid)
+    console.add_exception_handler(UnknownKeyEncryptionKey, _unknown_key)
     console.include_router(pages.router)
     console.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return console
