@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -339,6 +340,59 @@ async def test_two_workers_share_instances_and_never_run_one_at_once(
         assert [t[1] for t in runs] == [f"part {n}" for n in range(6)]  # each step ran once
         for before, after in zip(runs, runs[1:], strict=False):
             assert before[4] <= after[3], f"{instance} ran on two workers at once: {runs}"
+
+
+BLOCK_S = 15.0  # how long a step blocks its thread
+OTHERS_WITHIN_S = 10.0  # the acceptance bound for another instance's step meanwhile
+
+
+async def test_a_step_that_blocks_does_not_hold_up_the_workers_other_instances(
+    scenarios: Deployment,
+) -> None:
+    """A sync step sleeping and an async step calling time.sleep, 15 s each: another instance
+    of the same worker runs a step and completes within 10 s meanwhile."""
+    d = scenarios
+    blockers = {how: f"block-{how}-{uuid.uuid4().hex[:6]}" for how in ("sync", "async")}
+    for how, instance in blockers.items():
+        await d.create(instance, {"scenario": "block", "how": how, "seconds": BLOCK_S})
+    await until(
+        lambda: all(worker_flows.RUNS[(b, "block")] for b in blockers.values()),
+        "the blocking steps never began",
+        DEADLINE_S,
+    )
+    quick = f"quick-{uuid.uuid4().hex[:6]}"
+    began = asyncio.get_running_loop().time()
+    await d.create(quick, {"scenario": "quick"})
+    got = await d.ends(quick)
+    took = asyncio.get_running_loop().time() - began
+    assert got["status"] == "complete" and json.loads(got["output"]) == "done"
+    assert took < OTHERS_WITHIN_S, f"another instance waited {took:.1f} s for the blocked ones"
+    for instance in blockers.values():
+        assert (await d.get(instance))["status"] not in TERMINAL  # still inside its step
+    for how, instance in blockers.items():
+        ended = await d.ends(instance)
+        assert ended["status"] == "complete" and json.loads(ended["output"]) == how
+
+
+async def test_a_run_that_spins_is_reported_and_its_wake_up_failed_then_retried(
+    scenarios: Deployment, caplog: pytest.LogCaptureFixture
+) -> None:
+    d = scenarios
+    assert d.worker is not None
+    spinner = f"spin-{uuid.uuid4().hex[:6]}"
+    blocked_before = d.worker.metrics.blocked.labels(d.workflow)._value.get()
+    with caplog.at_level(logging.WARNING, logger="flowledger.worker"):
+        await d.create(spinner, {"scenario": "spin", "seconds": 60})
+        got = await d.ends(spinner)
+    # Not errored for it: the wake-up after the back-off ran it again, and it did not spin.
+    assert got["status"] == "complete" and json.loads(got["output"]) == 2
+    assert worker_flows.RUNS[(spinner, "spin")] == 2
+    failed = [o for key, o in d.worker.outcomes if key.endswith(f"/{spinner}")]
+    assert [o.kind for o in failed][:1] == ["error"]
+    assert failed[0].detail.startswith("BlockedWakeError: run() did not give its event loop")
+    assert d.worker.metrics.blocked.labels(d.workflow)._value.get() == blocked_before + 1
+    reported = [r.getMessage() for r in caplog.records if spinner in r.getMessage()]
+    assert any("wake-up failed" in line and "BlockedWakeError" in line for line in reported)
 
 
 WORKER_READY = "Flowledger worker is running"

@@ -79,4 +79,49 @@ class Scenarios(WorkflowEntrypoint):
                 outputs.append(await part())
             return outputs
 
+        if scenario == "quick":
+
+            @step.do("quick")
+            async def quick() -> str:
+                counted("quick")
+                return "done"
+
+            return await quick()
+
+        if scenario == "block":  # a step that blocks its thread for `seconds`
+            return await _blocking_step(step, instance, params["how"], params["seconds"])
+
+        if scenario == "spin":  # run() itself spins, never awaiting, on its first replay
+            counted("spin")
+            if RUNS[(instance, "spin")] == 1:
+                until = time.monotonic() + params["seconds"]
+                while time.monotonic() < until:
+                    pass
+
+            @step.do("after the spin")
+            async def after() -> int:
+                return RUNS[(instance, "spin")]
+
+            return await after()
+
         raise ValueError(f"no scenario {scenario!r}")
+
+
+async def _blocking_step(step: WorkflowStep, instance: str, how: str, seconds: float) -> str:
+    if how == "sync":  # a plain function: run on a thread
+
+        @step.do("block")
+        def sync_block() -> str:
+            RUNS[(instance, "block")] += 1
+            time.sleep(seconds)
+            return how
+
+        return await sync_block()  # type: ignore[no-any-return]
+
+    @step.do("block")
+    async def async_block() -> str:
+        RUNS[(instance, "block")] += 1
+        time.sleep(seconds)  # a blocking call inside an async step
+        return how
+
+    return await async_block()  # type: ignore[no-any-return]
