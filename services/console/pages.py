@@ -342,7 +342,8 @@ async def instances_page(
             offset=(page_number - 1) * PER_PAGE,
         )
         docs, total = await asyncio.gather(
-            asyncio.to_thread(instances.find, query), asyncio.to_thread(instances.count, query)
+            asyncio.to_thread(instances.find_summaries, query),
+            asyncio.to_thread(instances.count, query),
         )
     return page(
         request,
