@@ -15,7 +15,6 @@ worker tries the instance again after a back-off. The instance is not failed for
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import threading
 import time
@@ -24,6 +23,7 @@ from typing import Any, TypeVar
 
 from contracts.commands import AnyCommand
 from contracts.replies import Reply
+from flowledger.off_loop import LOOP_THREADS, settle_from
 from flowledger.replay import Progress
 
 T = TypeVar("T")
@@ -52,26 +52,28 @@ class IsolatedWake:
         self.blocked_after_s = blocked_after_s
         self.abandoned = False
         self._last_beat = time.monotonic()
+        self._beating = True
         self._worker_loop: asyncio.AbstractEventLoop | None = None
 
     async def run(self, start: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        """`start()` run to its end on a new thread and loop; raises BlockedWakeError when
+        """`start()` run to its end on a loop thread of its own; raises BlockedWakeError when
         the watchdog gives up on it."""
-        self._worker_loop = asyncio.get_running_loop()
-        settled: asyncio.Future[T] = self._worker_loop.create_future()
-        loop = asyncio.new_event_loop()
-        task = loop.create_task(start(), name=self.name)
-        self._beat(loop)
-        thread = threading.Thread(
-            target=self._thread, args=(loop, task, settled), name=self.name, daemon=True
-        )
-        thread.start()
+        worker_loop = self._worker_loop = asyncio.get_running_loop()
+        settled: asyncio.Future[T] = worker_loop.create_future()
+        worker = LOOP_THREADS.take()
+        worker.loop.call_soon_threadsafe(self._beat, worker.loop)
+
+        def ended(task: asyncio.Task[T]) -> None:
+            self._beating = False  # the thread's next code is not this wake-up's
+            settle_from(worker_loop, settled, task)
+
+        cancel = worker.start(start, self.name, ended)
         try:
             while not settled.done():
                 await asyncio.wait({settled}, timeout=BEAT_S * 2)
                 if not settled.done() and self._silent_for() > self.blocked_after_s:
-                    self.abandoned = True
-                    _raise_in(thread, WakeBlocked)
+                    self.abandoned = worker.retired = True
+                    _raise_in(worker.thread, WakeBlocked)
                     raise BlockedWakeError(
                         f"run() did not give its event loop back within {self.blocked_after_s:g}"
                         " s (a CPU-bound loop or a blocking call outside a step)"
@@ -79,8 +81,7 @@ class IsolatedWake:
             return settled.result()
         except asyncio.CancelledError:
             self.abandoned = True
-            with contextlib.suppress(RuntimeError):  # already ended and closed
-                loop.call_soon_threadsafe(task.cancel)
+            cancel()
             raise
 
     async def on_worker_loop(self, work: Coroutine[Any, Any, T]) -> T:
@@ -103,25 +104,9 @@ class IsolatedWake:
         return time.monotonic() - self._last_beat
 
     def _beat(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._last_beat = time.monotonic()
-        loop.call_later(BEAT_S, self._beat, loop)
-
-    def _thread(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        task: asyncio.Task[T],
-        settled: asyncio.Future[T],
-    ) -> None:
-        with contextlib.suppress(WakeBlocked):  # may land anywhere below, even late
-            with contextlib.suppress(BaseException):  # the outcome is in the task
-                loop.run_until_complete(task)
-            assert self._worker_loop is not None
-            with contextlib.suppress(RuntimeError):  # the worker's loop is gone
-                self._worker_loop.call_soon_threadsafe(_settle, settled, task)
-            with contextlib.suppress(BaseException):
-                loop.run_until_complete(loop.shutdown_asyncgens())
-        with contextlib.suppress(BaseException):
-            loop.close()
+        if self._beating:
+            self._last_beat = time.monotonic()
+            loop.call_later(BEAT_S, self._beat, loop)
 
 
 class _BridgedProgress:
@@ -131,17 +116,6 @@ class _BridgedProgress:
 
     async def send(self, command: AnyCommand) -> Reply:
         return await self._wake.on_worker_loop(self._progress.send(command))
-
-
-def _settle(settled: asyncio.Future[T], task: asyncio.Task[T]) -> None:
-    if settled.done():
-        return
-    if not task.done() or task.cancelled():
-        settled.cancel()
-    elif task.exception() is not None:
-        settled.set_exception(task.exception())  # type: ignore[arg-type]
-    else:
-        settled.set_result(task.result())
 
 
 def _raise_in(thread: threading.Thread, error: type[BaseException]) -> None:
