@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import msgspec
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -110,13 +110,20 @@ async def get_history(
     after = _decode_version_cursor(cursor) if cursor else 0
     # Versions run 1, 2, ... without gaps: page N after the cursor starts N-1 pages later.
     start = after + ((page or 1) - 1) * per_page
-    events, total = await asyncio.gather(
+    # Both reads end before the answer, even when one fails: a read left running in its thread
+    # could outlive the request, and a store closed meanwhile (a test's) crashed the process.
+    found, latest = await asyncio.gather(
         asyncio.to_thread(
             history.events, account_id, workflow_name, instance_id,
             after=start, limit=per_page + 1,
         ),
         asyncio.to_thread(history.version, account_id, workflow_name, instance_id),
+        return_exceptions=True,
     )  # fmt: skip
+    for outcome in (found, latest):
+        if isinstance(outcome, BaseException):
+            raise outcome
+    events, total = cast("list[InstanceEvent]", found), cast("int", latest)
     if total == 0:
         raise _not_found(instance_id)
     shown = events[:per_page]
