@@ -10,6 +10,7 @@ from typing import Any
 
 from flowledger.off_loop import run_off_loop
 from flowledger.workflows import StepError, WorkflowEntrypoint, WorkflowStep
+from tests.fixtures.loop_ticks import loop_ticks
 from tests.flowledger.harness import InMemoryFlowledger
 
 BLOCK_S = 3.0
@@ -31,21 +32,10 @@ class BlocksPastItsTimeout(WorkflowEntrypoint):
 async def test_a_step_blocking_its_thread_is_ended_by_its_own_timeout(new_id: str) -> None:
     fl = InMemoryFlowledger()
     fl.create(new_id)
-    ticks = 0
-
-    async def replay_loop_ticks() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.05)
-            ticks += 1
-
-    ticking = asyncio.create_task(replay_loop_ticks())
-    try:
+    async with loop_ticks() as ticks:
         assert (await fl.wake(BlocksPastItsTimeout(), new_id)).kind == "completed"
-    finally:
-        ticking.cancel()
     assert fl.instance(new_id).run.output == "WorkflowTimeoutError"
-    assert ticks >= 10  # about a second of ticks while the step blocked its own thread
+    assert ticks.count >= 10  # about a second of ticks while the step blocked its own thread
 
 
 async def test_step_code_runs_on_another_thread_named_and_with_the_callers_context() -> None:

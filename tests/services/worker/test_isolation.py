@@ -13,6 +13,7 @@ import pytest
 from contracts import commands as c
 from contracts.replies import Reply
 from services.worker.isolation import Abandoned, BlockedWakeError, IsolatedWake
+from tests.fixtures.loop_ticks import loop_ticks
 
 QUICK_WATCH_S = 0.5  # the worker's is 2 s; the mechanism is the same
 
@@ -49,7 +50,6 @@ async def test_a_wake_up_runs_off_the_workers_loop_and_reaches_its_ports_there()
 async def test_a_run_that_spins_fails_its_wake_up_and_is_interrupted() -> None:
     wake = IsolatedWake("spinner", QUICK_WATCH_S)
     ended = threading.Event()
-    ticks = 0
 
     async def spin() -> None:
         try:
@@ -58,19 +58,10 @@ async def test_a_run_that_spins_fails_its_wake_up_and_is_interrupted() -> None:
         finally:
             ended.set()
 
-    async def worker_loop_ticks() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.05)
-            ticks += 1
-
-    ticking = asyncio.create_task(worker_loop_ticks())
-    try:
+    async with loop_ticks() as ticks:
         with pytest.raises(BlockedWakeError, match="did not give its event loop back"):
             await wake.run(spin)
-    finally:
-        ticking.cancel()
-    assert ticks >= 5  # the worker's loop went on meanwhile
+    assert ticks.count >= 5  # the worker's loop went on meanwhile
     assert await asyncio.to_thread(ended.wait, 5)  # the spinning code was stopped
 
 
