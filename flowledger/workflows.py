@@ -47,6 +47,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from contracts.durations import text_to_milliseconds
 from contracts.limits import NAME_PATTERN, STEP_NAME_PATTERN
 
 __all__ = [
@@ -293,26 +294,6 @@ def _not_inside_a_step(what: str) -> None:
 
 # --- durations and step config --------------------------------------------------------------
 
-_UNITS_MS = {
-    "ms": 1,
-    "millisecond": 1,
-    "s": 1_000,
-    "sec": 1_000,
-    "second": 1_000,
-    "m": 60_000,
-    "min": 60_000,
-    "minute": 60_000,
-    "h": 3_600_000,
-    "hour": 3_600_000,
-    "d": 86_400_000,
-    "day": 86_400_000,
-    "week": 604_800_000,
-    "month": 2_592_000_000,
-    "year": 31_536_000_000,
-}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*$")
-
-
 def to_milliseconds(value: str | int | float | timedelta, *, number_unit_ms: int) -> int:
     """A duration in milliseconds; a bare number counts `number_unit_ms` each."""
     if isinstance(value, timedelta):
@@ -322,13 +303,7 @@ def to_milliseconds(value: str | int | float | timedelta, *, number_unit_ms: int
     elif isinstance(value, int | float):
         ms = round(value * number_unit_ms)
     elif isinstance(value, str):
-        match = _DURATION.match(value.lower())
-        unit = match.group(2) if match else ""
-        if unit not in _UNITS_MS and unit.endswith("s"):
-            unit = unit[:-1]  # plurals: "10 seconds"
-        if match is None or unit not in _UNITS_MS:
-            raise ValueError(f"cannot read duration {value!r}: write e.g. '10 seconds'")
-        ms = round(float(match.group(1)) * _UNITS_MS[unit])
+        ms = text_to_milliseconds(value)  # the one grammar the service reads too
     else:
         raise TypeError(f"a duration is a string, a number or a timedelta, not {value!r}")
     if ms < 0:

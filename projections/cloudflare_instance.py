@@ -22,11 +22,11 @@ from typing import Any
 import msgspec
 
 from contracts import events as ev
+from contracts.durations import to_milliseconds
 from contracts.status import QUEUED, status_after
 from projections.instance_status import gone, instance_doc_key, is_stale
 from projections.row_window import cut
 from projections.timestamps import iso
-from services.domain.durations import to_milliseconds
 from services.domain.instance import DEFAULT_WAIT_TIMEOUT
 
 VIEW_NAME = "cloudflare_instances"

@@ -44,8 +44,8 @@ from typing import Any
 from croniter import CroniterError, croniter
 
 from contracts import events as ev
+from contracts.durations import to_milliseconds
 from contracts.keys import instance_key, workflow_key
-from services.domain.durations import to_milliseconds
 
 STEP_TIMERS = ("sleep", "backoff", "wait", "attempt")
 # Names command ids, so that the same timer fired twice carries the same id.

@@ -8,9 +8,9 @@ from typing import Any
 import msgspec
 from croniter import CroniterError, croniter
 
+from contracts.durations import to_milliseconds
 from contracts.keys import is_minted_shape
 from contracts.limits import MAX_JSON_BYTES, bounded
-from services.domain.durations import to_milliseconds
 from services.domain.errors import DomainError
 
 
