@@ -16,7 +16,7 @@ instance created, one command per wave of its run over the 8 waves that follow i
 StartRun, BeginStep, BeginAttempt, EndAttempt, ChangeStatus pause, ChangeStatus resume, EndStep,
 CompleteRun. In steady state a wave is 1/3 creates and 2/3 progress on existing instances
 (SOAK_RUN_EVERY=4). Every command has its own command_id and the Kafka key
-`services.publishing.command_key` gives it.
+`contracts.keys.raw_command_key` gives it.
 
 Environment:
 
@@ -78,9 +78,9 @@ from bench.service import (
     _die_with_parent,
 )
 from contracts.keys import minted_instance_id
+from contracts.keys import raw_command_key as command_key
 from contracts.topics import Topics
 from services.infra.kafka_topics import ensure_topics
-from services.publishing import command_key
 from services.settings import Settings
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
+from typing import Any
 
 from contracts.commands import AnyCommand
 from contracts.events import InstanceEvent, LifecycleEvent
@@ -82,9 +83,28 @@ def command_fields_key(
     type_name: str, account_id: str, workflow_name: str, instance_id: str | None, command_id: str
 ) -> str:
     """`kafka_key`'s rule for a command, from its fields alone: also for raw JSON commands,
-    which may not be valid ones (`services.publishing.command_key`)."""
+    which may not be valid ones (`raw_command_key`)."""
     if type_name in WORKFLOW_KEYED_COMMANDS:
         return workflow_key(account_id, workflow_name)
     if instance_id:
         return instance_key(account_id, workflow_name, instance_id)
     return command_id
+
+
+def raw_command_key(command: dict[str, Any]) -> str:
+    """The Kafka key of a command given as JSON fields (which need not make a valid command:
+    the service answers or dead-letters it): the key a valid command of these fields has."""
+    instance_id = command.get("instance_id")
+    return command_fields_key(
+        str(command.get("type")),
+        str(command.get("account_id")),
+        str(command.get("workflow_name")),
+        str(instance_id) if instance_id else None,
+        str(command.get("command_id")),
+    )
+
+
+def new_command_id() -> str:
+    """A new command's id. Any unique text serves; a producer that may send a command again
+    (after a timeout, a restart) must send it with the id it chose the first time."""
+    return str(uuid.uuid4())

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -68,7 +67,7 @@ from contracts.commands import (
     SendEvent,
 )
 from contracts.events import AnyEvent, InstanceEvent, LifecycleEvent
-from contracts.keys import command_fields_key, kafka_key
+from contracts.keys import kafka_key, new_command_id, raw_command_key
 from contracts.limits import MAX_COMMAND_BYTES
 from contracts.replies import Reply
 from contracts.topics import Topics
@@ -88,10 +87,6 @@ __all__ = [
 DEFAULT_REPLY_TIMEOUT_S = 30.0
 
 
-def new_command_id() -> str:
-    return str(uuid.uuid4())
-
-
 class TopicMissing(RuntimeError):
     """The replies or events topic does not exist: no Flowledger with this topic prefix has
     started on this broker."""
@@ -104,19 +99,6 @@ class ReplyTimeout(TimeoutError):
     def __init__(self, command_id: str, timeout_s: float) -> None:
         super().__init__(f"no reply to command {command_id} within {timeout_s:g} s")
         self.command_id = command_id
-
-
-def raw_command_key(command: dict[str, Any]) -> str:
-    """The Kafka key of a command given as JSON fields (which need not make a valid command:
-    the service answers or dead-letters it)."""
-    instance_id = command.get("instance_id")
-    return command_fields_key(
-        str(command.get("type")),
-        str(command.get("account_id")),
-        str(command.get("workflow_name")),
-        str(instance_id) if instance_id else None,
-        str(command.get("command_id")),
-    )
 
 
 class FlowledgerClient:

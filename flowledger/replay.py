@@ -41,6 +41,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, TypeVar
 
 from contracts import commands as c
+from contracts.keys import new_command_id
 from contracts.limits import MAX_JSON_BYTES
 from contracts.replies import Reply
 from flowledger.off_loop import run_off_loop
@@ -696,14 +697,10 @@ _C = TypeVar("_C", bound=c.InstanceCommand)
 
 def _command(history: InstanceHistory, kind: type[_C], **fields: Any) -> _C:
     """A command about the instance; a new command id unless `fields` names one."""
-    fields.setdefault("command_id", _new_id())
+    fields.setdefault("command_id", new_command_id())
     return kind(
         account_id=history.account_id,
         workflow_name=history.workflow_name,
         instance_id=history.instance_id,
         **fields,
     )
-
-
-def _new_id() -> str:
-    return str(uuid.uuid4())

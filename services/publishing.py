@@ -9,20 +9,7 @@ from collections.abc import Callable
 import msgspec
 from aiokafka import AIOKafkaProducer
 
-from contracts.keys import command_fields_key
-
-
-def command_key(command: dict[str, object]) -> str:
-    """`contracts.keys.kafka_key` of a raw JSON command, which need not be a valid one (a
-    producer's line, a test's record): the key a valid command of these fields would have."""
-    instance_id = command.get("instance_id")
-    return command_fields_key(
-        str(command.get("type")),
-        str(command.get("account_id")),
-        str(command.get("workflow_name")),
-        str(instance_id) if instance_id else None,
-        str(command.get("command_id")),
-    )
+from contracts.keys import raw_command_key
 
 
 async def publish_lines(bootstrap: str, topic: str, text: str) -> list[str]:
@@ -32,7 +19,7 @@ async def publish_lines(bootstrap: str, topic: str, text: str) -> list[str]:
     try:
         for line in filter(None, (raw.strip() for raw in text.splitlines())):
             try:
-                key = command_key(json.loads(line))
+                key = raw_command_key(json.loads(line))
             except (json.JSONDecodeError, AttributeError):
                 key = "unparsed"  # sent anyway: the service dead-letters it with the reason
             await producer.send_and_wait(topic, line.encode(), key=key.encode())
@@ -65,7 +52,7 @@ async def publish_and_wait(
             except json.JSONDecodeError:
                 fields = None
             command_id = fields.get("command_id") if isinstance(fields, dict) else None
-            key = command_key(fields) if isinstance(fields, dict) else "unparsed"
+            key = raw_command_key(fields) if isinstance(fields, dict) else "unparsed"
             if not isinstance(command_id, str) or not command_id:
                 # Sent anyway: the service dead-letters it with the reason, but cannot answer.
                 await client.publish_raw(line.encode(), key)

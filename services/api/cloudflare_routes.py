@@ -23,7 +23,7 @@ from contracts.commands import (
     SendEvent,
     StepType,
 )
-from contracts.keys import instance_global_id
+from contracts.keys import instance_global_id, new_command_id
 from contracts.limits import MAX_BATCH
 from projections import cloudflare_instance as cf
 from projections.timestamps import iso
@@ -52,7 +52,6 @@ from services.api.deps import (
     view,
 )
 from services.api.envelope import ok
-from services.api.gateway import new_command_id
 from services.api.history_routes import AS_OF_DESCRIPTION, document_as_of
 from services.api.paging import decode_cursor, encode_cursor
 from services.api.rendering import answer

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import Callable
 
 import msgspec
@@ -38,11 +37,6 @@ log = logging.getLogger(__name__)
 # How long the broker may take to acknowledge a command before the write answers 503. Apart
 # from the write timeout: a command the broker took is answered 202 past that one.
 PUBLISH_TIMEOUT_S = 10.0
-
-
-def new_command_id() -> str:
-    """A new command's id: the api mints a fresh one for every write it publishes."""
-    return str(uuid.uuid4())
 
 
 class CommandTooLarge(Exception):

@@ -15,13 +15,12 @@ from uuid import UUID
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from contracts.commands import CreateInstance
-from contracts.keys import instance_global_id
+from contracts.keys import instance_global_id, new_command_id
 from projections import onfido_run
 from projections.timestamps import iso
 from services.api import sdk_tokens
 from services.api.auth import acting_account
 from services.api.deps import Caller, OnfidoRunsView, WorkflowsView
-from services.api.gateway import new_command_id
 from services.api.onfido_models import ERROR_RESPONSES, WorkflowRun, WorkflowRunCreate
 from services.api.rendering import answer
 from services.api.writes import StillPending, submit

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 
 from contracts.commands import RegisterWorkflow, Retention
-from contracts.keys import workflow_global_id
+from contracts.keys import new_command_id, workflow_global_id
 from projections import workflows
 from services.api.auth import Principal
 from services.api.cloudflare_models import (
@@ -20,7 +20,6 @@ from services.api.cloudflare_models import (
 )
 from services.api.deps import AccountId, Caller, WorkflowName, WorkflowsView, view
 from services.api.envelope import ok
-from services.api.gateway import new_command_id
 from services.api.rendering import answer
 from services.api.writes import submit
 from services.store.document_view import DocumentView

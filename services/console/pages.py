@@ -29,7 +29,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from contracts.commands import AnyCommand, ChangeStatus, DeleteInstance, SendEvent
-from contracts.keys import instance_global_id, workflow_global_id
+from contracts.keys import instance_global_id, new_command_id, workflow_global_id
 from contracts.limits import MAX_COMMAND_DEPTH, NAME_PATTERN
 from contracts.status import ALL_STATUSES, NOT_TERMINAL, TERMINAL
 from projections import cloudflare_instance as cf
@@ -572,7 +572,7 @@ async def act(
             instance_url=_instance_url(request, *names),
             instance_id=instance_id,
             status=doc["status"],
-            command_id=str(uuid.uuid4()),
+            command_id=new_command_id(),
             fields={},
             crumbs=_crumbs(request, *names[:2], instances=True, instance_id=instance_id),
         )
@@ -670,7 +670,7 @@ async def send_event(
             instance_url=_instance_url(request, *names),
             instance_id=instance_id,
             status=None,
-            command_id=str(uuid.uuid4()),
+            command_id=new_command_id(),
             fields=kept,
             payload=payload,
             crumbs=_crumbs(request, *names[:2], instances=True, instance_id=instance_id),

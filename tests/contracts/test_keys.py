@@ -15,7 +15,7 @@ from contracts.keys import (
     kafka_key,
     minted_instance_id,
 )
-from services.publishing import command_key
+from contracts.keys import raw_command_key as command_key
 
 
 def test_global_id_is_stable_and_distinct_per_instance_key() -> None:
