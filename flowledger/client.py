@@ -53,7 +53,7 @@ from typing import Any, Literal, Self
 
 import httpx
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from contracts.commands import (
     AnyCommand,
@@ -71,6 +71,8 @@ from contracts.keys import kafka_key, new_command_id, raw_command_key
 from contracts.limits import MAX_COMMAND_BYTES
 from contracts.replies import Reply
 from contracts.topics import Topics
+from flowledger._producer import Outgoing, ResilientProducer, SendFailed
+from flowledger._replies import ReplyListener, TopicMissing, consumer_at
 
 __all__ = [
     "ApiError",
@@ -79,17 +81,13 @@ __all__ = [
     "FlowledgerClient",
     "HttpClient",
     "ReplyTimeout",
+    "SendFailed",
     "TopicMissing",
     "new_command_id",
     "raw_command_key",
 ]
 
 DEFAULT_REPLY_TIMEOUT_S = 30.0
-
-
-class TopicMissing(RuntimeError):
-    """The replies or events topic does not exist: no Flowledger with this topic prefix has
-    started on this broker."""
 
 
 class ReplyTimeout(TimeoutError):
@@ -120,10 +118,9 @@ class FlowledgerClient:
         self.topics = Topics(topic_prefix)
         self.reply_timeout_s = reply_timeout_s
         self.dedupe_window = dedupe_window
-        self._producer: AIOKafkaProducer | None = None
-        self._replies: AIOKafkaConsumer | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._waiting: dict[str, asyncio.Future[Reply]] = {}
+        self._producer = ResilientProducer(bootstrap_servers)
+        self._replies = ReplyListener(bootstrap_servers, self.topics.replies, "client")
+        self._started = False
         self._followers: set[AIOKafkaConsumer] = set()
 
     async def __aenter__(self) -> Self:
@@ -141,40 +138,23 @@ class FlowledgerClient:
     async def start(self) -> None:
         """Connects, and positions the replies reader at the end of every partition: any
         reply to a command sent from now on is seen."""
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap_servers, enable_idempotence=True
-        )
         try:
-            await producer.start()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await producer.stop()
-            raise
-        self._producer = producer
-        try:
-            self._replies = await _consumer_at(
-                self.bootstrap_servers, producer, self.topics.replies, from_beginning=False
-            )
+            await self._producer.start()
+            await self._replies.start()
         except BaseException:
             await self.close()
             raise
-        self._reader = asyncio.create_task(self._read_replies(self._replies), name="replies")
+        self._started = True
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-            self._reader = None
-        for future in self._waiting.values():
-            future.cancel()
-        clients = [self._producer, self._replies, *self._followers]
-        self._producer = self._replies = None
+        self._started = False
+        await self._replies.stop()  # cancels what still awaits a reply
+        followers = list(self._followers)
         self._followers.clear()
-        for client in clients:
-            if client is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(client.stop(), 15)
+        for consumer in followers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(consumer.stop(), 15)
+        await self._producer.stop()
 
     # --- commands ----------------------------------------------------------------------
 
@@ -195,7 +175,8 @@ class FlowledgerClient:
                 f"the command is {len(key.encode()) + len(value)} bytes with its key; the "
                 f"limit is {MAX_COMMAND_BYTES}"
             )
-        waiting = self._expect(command_id)
+        self._require_started()
+        waiting = self._replies.expect(command_id)
         try:
             await self.publish_raw(value, key)
             timeout = self.reply_timeout_s if timeout_s is None else timeout_s
@@ -205,43 +186,19 @@ class FlowledgerClient:
             except TimeoutError:
                 raise ReplyTimeout(command_id, timeout) from None
         finally:
-            if self._waiting.get(command_id) is waiting:
-                del self._waiting[command_id]
+            self._replies.forget(command_id)
 
     async def publish_raw(self, value: bytes, key: str | None) -> None:
-        """Publishes bytes to the commands topic without waiting for any reply."""
-        if self._producer is None:
-            raise RuntimeError("the client is not started: use `async with` or start()")
-        await self._producer.send_and_wait(
-            self.topics.commands, value, key=key.encode() if key is not None else None
-        )
+        """Publishes bytes to the commands topic without waiting for any reply (SendFailed,
+        a KafkaError, when the broker did not take them)."""
+        self._require_started()
+        message = Outgoing(self.topics.commands, value, key.encode() if key is not None else None)
+        if await self._producer.send_all([message]):
+            raise ValueError("the broker refused the command as too large")
 
-    def _expect(self, command_id: str) -> asyncio.Future[Reply]:
-        if self._reader is None:
+    def _require_started(self) -> None:
+        if not self._started:
             raise RuntimeError("the client is not started: use `async with` or start()")
-        if command_id in self._waiting:
-            raise ValueError(f"command {command_id} is already awaiting its reply")
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self._waiting[command_id] = future
-        return future
-
-    async def _read_replies(self, consumer: AIOKafkaConsumer) -> None:
-        decode = msgspec.json.Decoder(Reply).decode
-        while True:
-            try:
-                batches = await consumer.getmany(timeout_ms=500)
-            except Exception:  # noqa: BLE001 - a broker blip: the consumer reconnects itself
-                await asyncio.sleep(0.5)
-                continue
-            for records in batches.values():
-                for record in records:
-                    try:
-                        reply = decode(record.value or b"")
-                    except msgspec.DecodeError:
-                        continue
-                    future = self._waiting.get(reply.command_id)
-                    if future is not None and not future.done():
-                        future.set_result(reply)
 
     async def register_workflow(
         self,
@@ -448,9 +405,8 @@ class FlowledgerClient:
         )
 
     async def _follow(self, topic: str, from_beginning: bool) -> AIOKafkaConsumer:
-        if self._producer is None:
-            raise RuntimeError("the client is not started: use `async with` or start()")
-        consumer = await _consumer_at(self.bootstrap_servers, self._producer, topic, from_beginning)
+        self._require_started()
+        consumer = await consumer_at(self.bootstrap_servers, topic, from_beginning=from_beginning)
         self._followers.add(consumer)
         return consumer
 
@@ -558,33 +514,6 @@ def _matches(
     ):
         return False
     return types is None or type(event).__name__ in types
-
-
-async def _consumer_at(
-    bootstrap: str, producer: AIOKafkaProducer, topic: str, from_beginning: bool
-) -> AIOKafkaConsumer:
-    """A consumer of every partition of `topic`, no group, at its beginning or its end."""
-    partitions = await producer.partitions_for(topic)
-    if not partitions:
-        raise TopicMissing(f"topic {topic!r} does not exist: is Flowledger running?")
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    try:
-        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(assigned)
-        if from_beginning:
-            await consumer.seek_to_beginning(*assigned)
-        else:
-            await consumer.seek_to_end(*assigned)
-        for tp in assigned:  # resolve now: what is published after this call is read
-            await consumer.position(tp)
-    except BaseException:
-        with contextlib.suppress(Exception):
-            await consumer.stop()
-        raise
-    return consumer
 
 
 # --- HTTP ----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any
 from eventsourcing.persistence import TrackingRecorder
 from fastapi import FastAPI
 
+from flowledger._producer import ResilientProducer
 from projections.read_models import READ_MODELS
 from services.api.gateway import CommandGateway
 from services.api.role import ApiRole
@@ -30,7 +31,6 @@ from services.roles.commands import CommandsRole
 from services.roles.follower import Follower, FollowingRole
 from services.roles.projections import Projection, ProjectionsRole
 from services.roles.relay import Relay, RelayRole
-from services.roles.resilient_producer import ResilientProducer
 from services.roles.role import Role, RoleContext, Wakeup, within_drain_time
 from services.roles.scheduler import TIMERS_NAME, SchedulerRole
 from services.settings import Settings

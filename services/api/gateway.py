@@ -17,19 +17,17 @@ again with the same command id, and at most one of the two is applied.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 import msgspec
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 
 from contracts.commands import AnyCommand
 from contracts.keys import kafka_key
 from contracts.limits import MAX_COMMAND_BYTES
 from contracts.replies import Reply
-from services.infra.replies import ReplyListener
+from flowledger._producer import Outgoing, ResilientProducer, SendFailed
+from flowledger._replies import ReplyListener
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +57,6 @@ class CommandGateway:
         timeout_s: float,
         broker_reachable: Callable[[], bool] = lambda: True,
     ) -> None:
-        self._bootstrap = bootstrap
         self._commands_topic = commands_topic
         self._replies_topic = replies_topic
         self._head = head
@@ -68,19 +65,16 @@ class CommandGateway:
         self._broker_reachable = broker_reachable
         self.healthy = True  # the last publish was acknowledged
         self._replies = ReplyListener(bootstrap, replies_topic, "api")
-        self._producer: AIOKafkaProducer | None = None
+        # Recreated after a failed send: a broker restart can leave a producer's session dead.
+        self._producer = ResilientProducer(bootstrap, ack_timeout_s=PUBLISH_TIMEOUT_S)
 
     async def start(self) -> None:
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap, enable_idempotence=True
-        )
         await self._producer.start()
         await self._replies.start()
 
     async def stop(self) -> None:
         await self._replies.stop()
-        if self._producer is not None:
-            await self._producer.stop()
+        await self._producer.stop()
 
     async def submit(self, command: AnyCommand) -> Reply | None:
         """Publishes `command` and returns its reply once the views show it; None when that
@@ -114,37 +108,18 @@ class CommandGateway:
             self._replies.forget(command_id)
 
     async def _publish(self, command_id: str, key: bytes, value: bytes) -> None:
+        message = Outgoing(self._commands_topic, value, key)
         try:
-            async with asyncio.timeout(PUBLISH_TIMEOUT_S):
-                producer = await self._started_producer()
-                await producer.send_and_wait(self._commands_topic, value, key=key)
-        except (KafkaError, OSError, TimeoutError) as error:
+            async with asyncio.timeout(PUBLISH_TIMEOUT_S):  # a producer's start included
+                too_large = await self._producer.send_all([message])
+        except (SendFailed, TimeoutError) as error:
             self.healthy = False
-            await self._discard_producer()
             raise BrokerUnavailable(
                 f"the broker did not take command {command_id}: try again"
             ) from error
         self.healthy = True
-
-    async def _started_producer(self) -> AIOKafkaProducer:
-        if self._producer is None:
-            producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, enable_idempotence=True)
-            try:
-                await producer.start()
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await producer.stop()
-                raise
-            self._producer = producer
-        return self._producer
-
-    async def _discard_producer(self) -> None:
-        """A producer whose send failed may hold a session the broker no longer accepts
-        (see services/roles/resilient_producer.py): the next write starts a new one."""
-        old, self._producer = self._producer, None
-        if old is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(old.stop(), 5)
+        if too_large:
+            raise CommandTooLarge(f"the broker refused command {command_id} as too large")
 
     async def _projections_reach(self, head: int) -> None:
         delay = 0.005

@@ -23,11 +23,11 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 
 from contracts import topics as t
 from contracts.replies import Reply
-from services.infra.backoff import Backoff
+from flowledger._backoff import Backoff
+from flowledger._producer import Outgoing
 from services.infra.kafka_coordinator import await_group_coordinator
 from services.roles.intake import DeadLetter, Intake, Record, decode_records
 from services.roles.role import RoleContext, within_drain_time
-from services.roles.sending import Outgoing
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from flowledger._backoff import Backoff
 from services.application.notification_log import Batch, NotificationLog
-from services.infra.backoff import Backoff
 from services.roles.role import RoleContext, within_drain_time
 
 log = logging.getLogger(__name__)

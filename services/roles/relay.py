@@ -23,12 +23,11 @@ from eventsourcing.persistence import Tracking, TrackingRecorder
 from contracts.erasure import withheld
 from contracts.events import LifecycleEvent
 from contracts.keys import kafka_key
+from flowledger._producer import JSON_HEADERS, Outgoing, ResilientProducer
 from services.application.notification_log import RELAY_POSITION, Batch
 from services.roles.follower import FollowingRole, follower_for
 from services.roles.parking import Parking, parking_for
-from services.roles.resilient_producer import ResilientProducer
 from services.roles.role import RoleContext
-from services.roles.sending import JSON_HEADERS, Outgoing
 
 log = logging.getLogger(__name__)
 

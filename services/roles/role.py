@@ -16,9 +16,9 @@ from typing import Any, Protocol
 
 from eventsourcing.persistence import TrackingRecorder
 
+from flowledger._producer import ResilientProducer
 from services.application.app import FlowledgerApplication
 from services.metrics import Metrics
-from services.roles.resilient_producer import ResilientProducer
 from services.settings import Settings
 from services.store.document_view import DocumentView
 from services.store.parked_table import ParkedTable

@@ -30,12 +30,12 @@ from typing import Any
 from eventsourcing.persistence import Tracking
 
 from contracts.events import LifecycleEvent
+from flowledger._backoff import Backoff
+from flowledger._producer import ResilientProducer
 from projections import timers
 from services.application.notification_log import Batch
-from services.infra.backoff import Backoff
 from services.roles.follower import FollowingRole, follower_for
 from services.roles.parking import Parking, parking_for
-from services.roles.resilient_producer import ResilientProducer
 from services.roles.role import RoleContext, within_drain_time
 from services.roles.timer_firing import Fired, FiringPlan, plan_firing
 from services.store.parked_table import Parked

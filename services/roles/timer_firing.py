@@ -15,8 +15,8 @@ import msgspec
 
 from contracts.commands import AnyCommand
 from contracts.keys import kafka_key
+from flowledger._producer import Outgoing
 from projections import timers
-from services.roles.sending import Outgoing
 
 # key -> (stored text as read, new due_ms, new document or None to keep the stored one)
 Marks = dict[str, tuple[str, int | None, dict[str, Any] | None]]

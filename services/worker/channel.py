@@ -19,10 +19,9 @@ import msgspec
 from contracts.commands import AnyCommand
 from contracts.keys import kafka_key
 from contracts.replies import Reply
-from services.infra.backoff import Backoff
-from services.infra.replies import ReplyListener
-from services.roles.resilient_producer import ResilientProducer, SendFailed
-from services.roles.sending import Outgoing
+from flowledger._backoff import Backoff
+from flowledger._producer import Outgoing, ResilientProducer, SendFailed
+from flowledger._replies import ReplyListener
 
 log = logging.getLogger("flowledger.worker")
 

@@ -35,9 +35,9 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from contracts import commands as c
 from contracts.replies import Reply
+from flowledger._backoff import Backoff
 from flowledger.replay import InstanceHistory, Outcome, wake
 from flowledger.workflows import WorkflowEntrypoint
-from services.infra.backoff import Backoff
 from services.worker.channel import CommandChannel
 from services.worker.history import StoreHistory
 from services.worker.isolation import BLOCKED_AFTER_S, BlockedWakeError, IsolatedWake

@@ -22,6 +22,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from contracts.keys import raw_command_key as command_key
 from services.bootstrap import Service, start_service
 from services.dev_provisioning.kafka import KafkaProvisioningError, start_broker, stop_broker
 from services.dev_provisioning.postgres import (
@@ -30,7 +31,6 @@ from services.dev_provisioning.postgres import (
     start_postgres,
     stop_postgres,
 )
-from services.publishing import command_key
 from tests.fixtures.deadline import DEADLINE_S
 from tests.fixtures.processes import collect_until, until
 from tests.fixtures.service import TOKEN, KafkaClient, kafka_client, make_settings

@@ -8,8 +8,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from contracts.keys import raw_command_key as command_key
 from contracts.limits import MAX_ECHO_CHARS, MAX_JSON_BYTES
-from services.publishing import command_key
 from tests.fixtures.service import KafkaClient, Received
 
 # Far above a bounded reason (MAX_ECHO_CHARS and the text around it), far below any limit.

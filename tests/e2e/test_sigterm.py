@@ -21,7 +21,7 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.publishing import command_key
+from contracts.keys import raw_command_key as command_key
 from tests.e2e.test_processes import create, register
 from tests.fixtures.deadline import DEADLINE_S
 from tests.fixtures.processes import Cluster, collect_until, process_client, wait_for_members

@@ -14,11 +14,11 @@ import pytest
 
 from contracts import commands as c
 from contracts.erasure import withheld
+from flowledger._producer import Outgoing
 from services.application.notification_log import NotificationLog
 from services.bootstrap import Store, open_store
 from services.roles.parking import Parking
 from services.roles.relay import Relay
-from services.roles.sending import Outgoing
 from services.settings import Settings
 
 T0 = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)

@@ -16,13 +16,13 @@ import pytest
 from contracts import commands as c
 from contracts.commands import AnyCommand
 from contracts.keys import instance_key, workflow_key
+from flowledger._producer import Outgoing
 from projections import timers
 from services.application import handlers
 from services.application.notification_log import NotificationLog
 from services.bootstrap import Store, open_store
 from services.roles.parking import Parking
 from services.roles.scheduler import Scheduler
-from services.roles.sending import Outgoing
 from services.settings import Settings
 
 T0 = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)

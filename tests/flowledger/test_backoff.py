@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from services.infra.backoff import Backoff
+from flowledger._backoff import Backoff
 
 
 def test_the_delay_doubles_up_to_its_cap_and_resets_after_a_success() -> None:

@@ -1,4 +1,11 @@
-"""A Kafka producer that survives the broker going away and coming back.
+"""Publishing to Kafka: the messages, the producer's settings, and a producer that survives
+the broker going away and coming back. The SDK's client and worker, and the service's roles
+and api, all publish through it.
+
+Many messages at once: each is handed to aiokafka's accumulator without waiting (it batches per
+partition), then all acknowledgements are awaited together, one broker round trip per batch.
+The producer is idempotent, so a retried send cannot duplicate or reorder messages within a
+partition.
 
 aiokafka's idempotent producer keeps a producer id and per-partition sequence numbers. After
 a broker restart it can be left with a session the broker no longer accepts
@@ -15,19 +22,44 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
-from services.roles.sending import Outgoing, producer_for
+from contracts.limits import MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
+
+JSON_HEADERS = (("content-type", b"application/json"),)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    topic: str
+    value: bytes
+    key: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = JSON_HEADERS
+
+
+def producer_for(bootstrap: str) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=True,  # forces acks=all: a confirmed message is replicated
+        linger_ms=2,
+        max_batch_size=256 * 1024,
+        # As large as the topics it writes to allow (ensure_topics declares it), so that a
+        # dead letter of a whole command record, or a large event, is not refused here.
+        max_request_size=MAX_MESSAGE_BYTES,
+    )
+
 
 STOP_TIMEOUT_S = 5.0
 
 
-class SendFailed(Exception):
-    """The broker did not acknowledge every message; nothing about which ones landed."""
+class SendFailed(KafkaError):
+    """The broker did not acknowledge every message; nothing about which ones landed. A
+    KafkaError, so that code catching aiokafka's errors catches it too."""
 
 
 class ResilientProducer:

@@ -1,8 +1,9 @@
-"""Awaiting the reply to a command this process published.
+"""Awaiting the reply to a command this process published; reading a topic without a group.
 
 Every partition of `{prefix}.replies` is read from its end at start, without a consumer group:
-each process that publishes commands (the api's gateway, a worker) sees every reply and picks
-out those it waits for. No group means no rebalance pauses and nothing to commit.
+each process that publishes commands (the SDK's client, a worker, the api's gateway) sees every
+reply and picks out those it waits for. No group means no rebalance pauses and nothing to
+commit.
 """
 
 from __future__ import annotations
@@ -16,9 +17,50 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts.replies import Reply
-from services.infra.backoff import Backoff
+from flowledger._backoff import Backoff
 
 log = logging.getLogger(__name__)
+
+
+class TopicMissing(RuntimeError):
+    """The replies or events topic does not exist: no Flowledger with this topic prefix has
+    started on this broker."""
+
+
+async def consumer_at(bootstrap: str, topic: str, *, from_beginning: bool) -> AIOKafkaConsumer:
+    """A started consumer of every partition of `topic`, no group, at its beginning or its
+    end, resolved now: whatever is published after this call is read."""
+    assigned = [TopicPartition(topic, p) for p in await _partitions(bootstrap, topic)]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        consumer.assign(assigned)
+        if from_beginning:
+            await consumer.seek_to_beginning(*assigned)
+        else:
+            await consumer.seek_to_end(*assigned)
+        for tp in assigned:
+            await consumer.position(tp)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await consumer.stop()
+        raise
+    return consumer
+
+
+async def _partitions(bootstrap: str, topic: str) -> list[int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await admin.start()
+        [described] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    partitions = sorted(p["partition"] for p in described.get("partitions", []))
+    if not partitions:
+        raise TopicMissing(f"topic {topic!r} does not exist: is Flowledger running?")
+    return partitions
 
 
 class ReplyListener:
@@ -35,15 +77,9 @@ class ReplyListener:
         return self._reader is not None
 
     async def start(self) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
-        await consumer.start()
+        # At the end now: the reply to any command published after start() lies past it.
+        consumer = await consumer_at(self._bootstrap, self._topic, from_beginning=False)
         self._consumer = consumer
-        assigned = [TopicPartition(self._topic, p) for p in await self._partitions()]
-        consumer.assign(assigned)
-        # Resolved now: the reply to any command published after start() lies past these ends.
-        await consumer.seek_to_end(*assigned)
-        for tp in assigned:
-            await consumer.position(tp)
         self._reader = asyncio.create_task(self._read(consumer), name=f"{self._what}-replies")
 
     async def stop(self) -> None:
@@ -51,30 +87,27 @@ class ReplyListener:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
+            self._reader = None
+        for future in self._waiting.values():
+            future.cancel()
         if self._consumer is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._consumer.stop(), 10)
+            self._consumer = None
 
     def expect(self, command_id: str) -> asyncio.Future[Reply]:
         """The future of the reply to `command_id`; `forget` it once answered or given up."""
+        if self._reader is None:
+            raise RuntimeError(f"the {self._what}'s reply listener is not started")
+        if command_id in self._waiting:
+            # Two awaiters of one id: the second would orphan the first one's future.
+            raise ValueError(f"command {command_id} is already awaiting its reply")
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._waiting[command_id] = future
         return future
 
     def forget(self, command_id: str) -> None:
         self._waiting.pop(command_id, None)
-
-    async def _partitions(self) -> list[int]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
-        try:
-            await admin.start()
-            [described] = await admin.describe_topics([self._topic])
-        finally:
-            await admin.close()
-        partitions = sorted(p["partition"] for p in described.get("partitions", []))
-        if not partitions:
-            raise RuntimeError(f"topic {self._topic} has no partitions: was it declared?")
-        return partitions
 
     async def _read(self, consumer: AIOKafkaConsumer) -> None:
         decode = msgspec.json.Decoder(Reply).decode
