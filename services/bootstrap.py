@@ -237,28 +237,33 @@ async def _compose(
         exit_stack=stack,
     )
     service.metrics.watch(service.readiness, store_health.refresh)
-    context = RoleContext(
-        settings=settings,
-        bootstrap_servers=bootstrap_servers,
-        app=app,
-        views=views,
-        relay_tracking=store.relay_tracking,
-        timers=store.timers,
-        parked=store.parked,
-        producer=producer,
-        metrics=service.metrics,
-        wakeup=Wakeup(),
-        stopping=stopping,
-        broker_reachable=lambda: probe.reachable,
-        readiness=service.readiness,
-        refresh_health=store_health.refresh,
-    )
+    context = _role_context(service, store, bootstrap_servers)
     for name in roles:
         role = ROLE_TYPES[name](context)
         await role.start()
         stack.push_async_callback(role.stop)
         service.roles[name] = role
     return service
+
+
+def _role_context(service: Service, store: Store, bootstrap_servers: str) -> RoleContext:
+    """What every role of this process shares: one producer, one wake-up, one stop signal."""
+    return RoleContext(
+        settings=service.settings,
+        bootstrap_servers=bootstrap_servers,
+        app=service.app,
+        views=service.views,
+        relay_tracking=store.relay_tracking,
+        timers=store.timers,
+        parked=store.parked,
+        producer=service.producer,
+        metrics=service.metrics,
+        wakeup=Wakeup(),
+        stopping=service.stopping,
+        broker_reachable=lambda: service.probe.reachable,
+        readiness=service.readiness,
+        refresh_health=service.store_health.refresh,
+    )
 
 
 @asynccontextmanager

@@ -9,17 +9,41 @@ import json
 import logging
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from services import cli_operator
 from services.application.kek_checks import KeyEncryptionKeyMismatch
 from services.settings import Settings
 
+if TYPE_CHECKING:
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flowledger")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_service_parsers(sub)
+    _add_client_parsers(sub)
+    cli_operator.add_parsers(sub)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for noisy in ("aiokafka", "faststream", "kafka"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    settings = Settings()
+    command = _operate if args.command in cli_operator.OPERATOR_COMMANDS else COMMANDS[args.command]
+    try:
+        return command(settings, args)
+    except KeyboardInterrupt:
+        return 130
+    except KeyEncryptionKeyMismatch as refused:  # from any process that opens the store
+        print(f"flowledger {args.command}: {refused}", file=sys.stderr)
+        return 2
 
+
+def _add_service_parsers(sub: Subparsers) -> None:
+    """The verbs that run or maintain the service itself."""
     serve = sub.add_parser(
         "serve", help="run the service (all roles by default, one supervised process each)"
     )
@@ -35,10 +59,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     # Set by the supervisor on its children (services/supervisor.py); not for people.
     serve.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
-
     kafka = sub.add_parser("kafka", help="the local Kafka broker")
     kafka.add_argument("action", choices=["start", "stop", "status"])
+    projections = sub.add_parser("projections", help="read-model maintenance")
+    projections.add_argument("action", choices=["rebuild"])
+    projections.add_argument("name", nargs="?", help="one read model; all when omitted")
+    keys = sub.add_parser("keys", help="the instances' data keys (docs/erasure.md)")
+    keys.add_argument(
+        "action",
+        choices=["rewrap", "check"],
+        help="rewrap: wrap every data key with the newest KEK (rotation); "
+        "check: do the configured KEKs open the store's keys (the check every role makes)",
+    )
+    schemas = sub.add_parser("schemas", help="regenerate schemas/ from the contracts")
+    schemas.add_argument("--out", default="schemas")
 
+
+def _add_client_parsers(sub: Subparsers) -> None:
+    """The verbs of a producer and of a worker host: the broker is all they need."""
     publish = sub.add_parser("publish", help="publish JSON commands (one per line on stdin)")
     publish.add_argument("--example", action="store_true", help="print example commands instead")
     publish.add_argument(
@@ -47,22 +85,6 @@ def main(argv: list[str] | None = None) -> int:
     publish.add_argument(
         "--timeout", type=float, default=30.0, help="seconds to wait for each reply (30)"
     )
-
-    projections = sub.add_parser("projections", help="read-model maintenance")
-    projections.add_argument("action", choices=["rebuild"])
-    projections.add_argument("name", nargs="?", help="one read model; all when omitted")
-
-    keys = sub.add_parser("keys", help="the instances' data keys (docs/erasure.md)")
-    keys.add_argument(
-        "action",
-        choices=["rewrap", "check"],
-        help="rewrap: wrap every data key with the newest KEK (rotation); "
-        "check: do the configured KEKs open the store's keys (the check every role makes)",
-    )
-
-    schemas = sub.add_parser("schemas", help="regenerate schemas/ from the contracts")
-    schemas.add_argument("--out", default="schemas")
-
     worker = sub.add_parser("worker", help="run a workflow's Python code (README 'Workers')")
     worker.add_argument("target", metavar="MODULE:CLASS", help="a WorkflowEntrypoint subclass")
     worker.add_argument("--workflow", required=True, help="the workflow name it runs")
@@ -75,41 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     worker.add_argument("--concurrency", type=int, default=16, help="instances run at once")
     worker.add_argument("--metrics-port", type=int, default=None, help="serve /metrics here")
-
-    cli_operator.add_parsers(sub)
-
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    for noisy in ("aiokafka", "faststream", "kafka"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    settings = Settings()
-    try:
-        if args.command == "serve":
-            return _serve(settings, args)
-        if args.command == "kafka":
-            return _kafka(settings, args.action)
-        if args.command == "projections":
-            return _rebuild(settings, args.name)
-        if args.command == "keys":
-            return _rewrap(settings) if args.action == "rewrap" else _check_keys(settings)
-        if args.command == "publish":
-            return _example() if args.example else _publish(settings, args)
-        if args.command in cli_operator.OPERATOR_COMMANDS:
-            return _operate(settings, args)
-        if args.command == "worker":
-            return _worker(settings, args)
-        if args.command == "schemas":
-            from services.schema_export import write_schemas
-
-            for path in write_schemas(Path(args.out)):
-                print(path)
-            return 0
-    except KeyboardInterrupt:
-        return 130
-    except KeyEncryptionKeyMismatch as refused:  # from any process that opens the store
-        print(f"flowledger {args.command}: {refused}", file=sys.stderr)
-        return 2
-    return 2
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -209,7 +196,8 @@ def _check_keys(settings: Settings) -> int:
     return 0
 
 
-def _rebuild(settings: Settings, name: str | None) -> int:
+def _rebuild(settings: Settings, args: argparse.Namespace) -> int:
+    name: str | None = args.name
     """Safe beside a running service: readers keep the old view until the swap."""
     from services.application.notification_log import NotificationLog
     from services.bootstrap import READ_MODELS, build_application
@@ -236,7 +224,8 @@ def _rebuild(settings: Settings, name: str | None) -> int:
     return 0
 
 
-def _kafka(settings: Settings, action: str) -> int:
+def _kafka(settings: Settings, args: argparse.Namespace) -> int:
+    action = args.action
     from services.dev_provisioning import kafka as kafka_local
 
     state_dir = settings.state_dir / "kafka"
@@ -257,7 +246,7 @@ def _kafka(settings: Settings, action: str) -> int:
     return 0
 
 
-def _example() -> int:
+def _example(settings: Settings, args: argparse.Namespace) -> int:
     account, workflow = "dev", "demo"
     print(
         json.dumps(
@@ -285,6 +274,8 @@ def _example() -> int:
 
 
 def _publish(settings: Settings, args: argparse.Namespace) -> int:
+    if args.example:
+        return _example(settings, args)
     from services.publishing import publish_and_wait, publish_lines
 
     bootstrap = _bootstrap(settings)
@@ -328,6 +319,31 @@ def _operate(settings: Settings, args: argparse.Namespace) -> int:
 
     host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::") else settings.http_host
     return cli_operator.run(args, f"http://{host}:{settings.http_port}", events_source)
+
+
+
+def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    return _rewrap(settings) if args.action == "rewrap" else _check_keys(settings)
+
+
+def _schemas(settings: Settings, args: argparse.Namespace) -> int:
+    from services.schema_export import write_schemas
+
+    for path in write_schemas(Path(args.out)):
+        print(path)
+    return 0
+
+
+Command = Callable[[Settings, argparse.Namespace], int]
+COMMANDS: dict[str, Command] = {
+    "serve": _serve,
+    "kafka": _kafka,
+    "projections": _rebuild,
+    "keys": _keys,
+    "schemas": _schemas,
+    "publish": _publish,
+    "worker": _worker,
+}
 
 
 if __name__ == "__main__":

@@ -61,10 +61,12 @@ def add_parsers(sub: Any) -> None:
         help="account id (FLOWLEDGER_ACCOUNT)",
     )
     http.add_argument("--json", action="store_true", help="one JSON object per line")
-    named = argparse.ArgumentParser(add_help=False)
-    named.add_argument("id", metavar="ID", help="the instance id (or WORKFLOW/ID)")
-    named.add_argument("-w", "--workflow", help="its workflow (default: looked up)")
+    _add_workflows(sub, http)
+    _add_instances(sub, http)
+    _add_events(sub)
 
+
+def _add_workflows(sub: Any, http: argparse.ArgumentParser) -> None:
     workflows = sub.add_parser("workflows", help="the account's workflows (HTTP API)")
     wf_actions = workflows.add_subparsers(dest="action", required=True)
     wf_actions.add_parser("list", parents=[http], help="list workflows")
@@ -78,6 +80,11 @@ def add_parsers(sub: Any) -> None:
         "--schedule", action="append", dest="schedules", help="a cron expression (repeatable)"
     )
 
+
+def _add_instances(sub: Any, http: argparse.ArgumentParser) -> None:
+    named = argparse.ArgumentParser(add_help=False)
+    named.add_argument("id", metavar="ID", help="the instance id (or WORKFLOW/ID)")
+    named.add_argument("-w", "--workflow", help="its workflow (default: looked up)")
     instances = sub.add_parser("instances", help="inspect and drive instances (HTTP API)")
     actions = instances.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", parents=[http], help="list instances, newest first")
@@ -106,6 +113,8 @@ def add_parsers(sub: Any) -> None:
     send.add_argument("type", metavar="TYPE", help="the event type")
     send.add_argument("--payload", help="the event's payload, as JSON")
 
+
+def _add_events(sub: Any) -> None:
     events = sub.add_parser("events", help="lifecycle events (Kafka)")
     ev_actions = events.add_subparsers(dest="action", required=True)
     tail = ev_actions.add_parser("tail", help="print lifecycle events as they are published")

@@ -102,20 +102,7 @@ async def serve(
     """`supervised`: a child of `flowledger serve`'s supervisor (services/supervisor.py), which
     runs one per role: only the api's child prints the whole banner, the others one line."""
     configure_logging(settings.log_format, role=",".join(roles) if supervised else None)
-    dev_token = None
-    if "api" in roles:
-        try:
-            settings.check_api_role()  # before anything starts: no half-configured deployment
-        except UnsafeSettings as unsafe:
-            raise SystemExit(f"flowledger serve: {unsafe}") from None
-        if not settings.is_deployment:
-            dev_token = settings.dev_token or "dev-" + secrets.token_urlsafe(12)
-            # The key-encryption keys (the dev key, warned about, when unset) are pinned first:
-            # with the dev token in place the settings would pass for a deployment's.
-            keks = ",".join(base64.b64encode(k).decode() for k in settings.keks())
-            settings = settings.model_copy(
-                update={"api_tokens": f"{dev_token}=*", "key_encryption_keys": keks}
-            )
+    settings, dev_token = _api_settings(settings) if "api" in roles else (settings, None)
     bootstrap, release_kafka = settings.kafka_bootstrap or "", _nothing_to_release
     if not bootstrap:
         # Development only: production names its brokers, and never loads this module.
@@ -148,6 +135,23 @@ async def serve(
             await task
         await service.stop()
         await asyncio.to_thread(release_kafka)
+
+
+def _api_settings(settings: Settings) -> tuple[Settings, str | None]:
+    """The settings the api role runs with, checked before anything starts (no half-configured
+    deployment); in development, with a dev token for every account, returned to print."""
+    try:
+        settings.check_api_role()
+    except UnsafeSettings as unsafe:
+        raise SystemExit(f"flowledger serve: {unsafe}") from None
+    if settings.is_deployment:
+        return settings, None
+    dev_token = settings.dev_token or "dev-" + secrets.token_urlsafe(12)
+    # The key-encryption keys (the dev key, warned about, when unset) are pinned first: with
+    # the dev token in place the settings would pass for a deployment's.
+    keks = ",".join(base64.b64encode(k).decode() for k in settings.keks())
+    pinned = {"api_tokens": f"{dev_token}=*", "key_encryption_keys": keks}
+    return settings.model_copy(update=pinned), dev_token
 
 
 def _http(app: Any, host: str, port: int) -> tuple[_QuietServer, asyncio.Task[None]]:

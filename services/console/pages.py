@@ -321,30 +321,8 @@ async def instances_page(
     await _workflow(request, account_id, workflow_name)
     if status and status not in ALL_STATUSES:
         raise HTTPException(status_code=400, detail=f"Not a status: {status!r}.")
-    instances = view(request, cf.VIEW_NAME)
     q = q.strip()
-    if q:
-        # Search by id: the one document with that id (ids are exact names, not text).
-        docs: list[dict[str, Any]] = []
-        if _NAME.match(q) and len(q) <= 100:
-            key = str(instance_global_id(account_id, workflow_name, q))
-            found = await asyncio.to_thread(instances.get, key)
-            if found is not None and found["account_id"] == account_id:
-                docs = [found] if not status or found["status"] == status else []
-        total = len(docs)
-    else:
-        query = ViewQuery(
-            account_id=account_id,
-            workflow_name=workflow_name,
-            statuses=(status,) if status else (),
-            descending=True,
-            limit=PER_PAGE,
-            offset=(page_number - 1) * PER_PAGE,
-        )
-        docs, total = await asyncio.gather(
-            asyncio.to_thread(instances.find_summaries, query),
-            asyncio.to_thread(instances.count, query),
-        )
+    docs, total = await _instances(request, account_id, workflow_name, status, q, page_number)
     return page(
         request,
         "instances.html",
@@ -361,6 +339,35 @@ async def instances_page(
         total=total,
         crumbs=_crumbs(request, account_id, workflow_name, instances=True),
     )
+
+
+async def _instances(
+    request: Request, account_id: str, workflow_name: str, status: str, q: str, page_number: int
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of the workflow's instances (summaries: no steps), or the one named `q`."""
+    instances = view(request, cf.VIEW_NAME)
+    if q:
+        # Search by id: the one document with that id (ids are exact names, not text).
+        if not _NAME.match(q) or len(q) > 100:
+            return [], 0
+        key = str(instance_global_id(account_id, workflow_name, q))
+        found = await asyncio.to_thread(instances.get, key)
+        if found is None or found["account_id"] != account_id:
+            return [], 0
+        return ([found], 1) if not status or found["status"] == status else ([], 0)
+    query = ViewQuery(
+        account_id=account_id,
+        workflow_name=workflow_name,
+        statuses=(status,) if status else (),
+        descending=True,
+        limit=PER_PAGE,
+        offset=(page_number - 1) * PER_PAGE,
+    )
+    docs, total = await asyncio.gather(
+        asyncio.to_thread(instances.find_summaries, query),
+        asyncio.to_thread(instances.count, query),
+    )
+    return docs, total
 
 
 async def _document(
@@ -645,14 +652,7 @@ async def send_event(
     names = (account_id, workflow_name, instance_id)
     event_type, text = form.get("event_type", "").strip(), form.get("payload", "")
     kept = {"event_type": event_type, "payload": text}
-    problem, payload = None, None
-    if not (_NAME.match(event_type) and len(event_type) <= 100):
-        problem = "The event type must be 1 to 100 letters, digits, '_' or '-'."
-    else:
-        try:
-            payload = _payload(text)
-        except ValueError as error:
-            problem = f"The payload cannot be sent: {error}"
+    problem, payload = _event_problem(event_type, text)
     if problem is not None:
         return await _after(
             request, session, names, 400, {"ok": False, "text": f"Send event: {problem}"}, **kept
@@ -685,6 +685,16 @@ async def send_event(
     )
     status_code, outcome = await _outcome(request, command, f"Send event {event_type}")
     return await _after(request, session, names, status_code, outcome)
+
+
+def _event_problem(event_type: str, text: str) -> tuple[str | None, Any]:
+    """What is wrong with the event the form asks to send (None), and its payload."""
+    if not (_NAME.match(event_type) and len(event_type) <= 100):
+        return "The event type must be 1 to 100 letters, digits, '_' or '-'.", None
+    try:
+        return None, _payload(text)
+    except ValueError as error:
+        return f"The payload cannot be sent: {error}", None
 
 
 # --- links -------------------------------------------------------------------------------------

@@ -140,24 +140,30 @@ def _step_bars(step: dict[str, Any], now: datetime) -> tuple[list[Bar], str, str
         start = parse_time(step.get("start")) or now
         end = parse_time(step.get("end"))
         bars.append(Bar("step", "pending", start, end or now, end is None, "no attempt yet"))
+    return bars, _step_status(step, bars), _step_summary(step, len(attempts), retries)
+
+
+def _step_status(step: dict[str, Any], bars: list[Bar]) -> str:
     success = step.get("success")
     if success is True:
-        status = "complete"
-    elif success is False:
-        status = "failed"
-    elif bars and bars[-1].kind == "backoff":
-        status = "retrying"
-    elif bars and bars[-1].open:
-        status = "running"
-    else:
-        status = "pending"
-    parts = [f"{len(attempts)} attempt{'s' if len(attempts) != 1 else ''}"]
+        return "complete"
+    if success is False:
+        return "failed"
+    if bars and bars[-1].kind == "backoff":
+        return "retrying"
+    if bars and bars[-1].open:
+        return "running"
+    return "pending"
+
+
+def _step_summary(step: dict[str, Any], attempts: int, retries: int) -> str:
+    parts = [f"{attempts} attempt{'s' if attempts != 1 else ''}"]
     if retries:
         parts.append(f"{retries} retr{'ies' if retries != 1 else 'y'}")
     start, end = parse_time(step.get("start")), parse_time(step.get("end"))
     if start is not None and end is not None:
         parts.append(duration(end - start))
-    return bars, status, " · ".join(parts)
+    return " · ".join(parts)
 
 
 def _hold_bars(step: dict[str, Any], now: datetime) -> tuple[list[Bar], str, str]:

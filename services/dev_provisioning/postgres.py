@@ -494,28 +494,7 @@ def _launch(
     for _ in range(_START_ATTEMPTS):
         port = wanted or _free_port()
         log_offset = _log_size(home)
-        # -W: readiness is checked from here (postmaster.pid), not by pg_ctl as the server user.
-        result = _run(
-            [
-                str(bindir / "pg_ctl"),
-                "start",
-                "-D",
-                str(home.pgdata),
-                "-l",
-                str(home.log),
-                "-W",
-                "-o",
-                _server_options(home, port, durable),
-            ],
-            os_user=os_user,
-            cwd=home.path,
-            timeout=60,
-        )
-        failure = (
-            _last_line(result)
-            if result.returncode != 0
-            else _wait_until_ready(home, port, log_offset, _START_WAIT_SECONDS)
-        )
+        failure = _pg_ctl_start(bindir, home, os_user, durable, port, log_offset)
         if not failure:
             return port
         half_started = _running(home.pgdata)
@@ -528,6 +507,29 @@ def _launch(
     raise PostgresProvisioningError(
         f"PostgreSQL did not start in {home.pgdata} (see {home.log}): {failure}"
     )
+
+
+def _pg_ctl_start(
+    bindir: Path,
+    home: _Home,
+    os_user: pwd.struct_passwd | None,
+    durable: bool,
+    port: int,
+    log_offset: int,
+) -> str:
+    """One start of the server on `port`: what went wrong, or "" once it is ready."""
+    # -W: readiness is checked from here (postmaster.pid), not by pg_ctl as the server user.
+    options = _server_options(home, port, durable)
+    result = _run(
+        [str(bindir / "pg_ctl"), "start", "-D", str(home.pgdata), "-l", str(home.log)]
+        + ["-W", "-o", options],
+        os_user=os_user,
+        cwd=home.path,
+        timeout=60,
+    )
+    if result.returncode != 0:
+        return _last_line(result)
+    return _wait_until_ready(home, port, log_offset, _START_WAIT_SECONDS)
 
 
 @dataclass(frozen=True)

@@ -446,11 +446,7 @@ class WorkflowInstance(Aggregate):
         begin_step, begin_attempt, end_attempt (success) and end_step, in that order, after
         `start_run`'s RunStarted and before `complete_run`'s RunCompleted. Every guard is
         checked before anything is recorded, raising what the separate commands would."""
-        self._require({st.QUEUED} if start_run else {st.RUNNING}, f"record step {name!r}")
-        open_step = self._open_step()
-        if open_step is not None:
-            raise StepMismatch(f"step {open_step.name!r} is still open; end it first")
-        self._require_room_for_a_step(max_steps)
+        self._require_recordable(name, start_run, max_steps)
         if start_run:
             self._run_started(command_id=command_id, at=at)
         self._step_began(
@@ -480,6 +476,13 @@ class WorkflowInstance(Aggregate):
             self._run_completed(
                 output=run_output, outcome=None, reasons=[], command_id=command_id, at=at
             )
+
+    def _require_recordable(self, name: str, start_run: bool, max_steps: int) -> None:
+        self._require({st.QUEUED} if start_run else {st.RUNNING}, f"record step {name!r}")
+        open_step = self._open_step()
+        if open_step is not None:
+            raise StepMismatch(f"step {open_step.name!r} is still open; end it first")
+        self._require_room_for_a_step(max_steps)
 
     def end_sleep(self, *, name: str | None, command_id: str, at: datetime) -> None:
         self._require({st.WAITING}, "end a sleep")
