@@ -15,6 +15,7 @@ When either exits on its own, the other is stopped too. A broker started here is
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -32,6 +33,8 @@ STOP_TIMEOUT_S = 30.0
 
 def main(argv: list[str] | None = None) -> int:
     worker_args = list(sys.argv[1:] if argv is None else argv)
+    # Its one line (the dev-key warning) looks like the service's and the worker's lines.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings()
     try:
         bootstrap, release = resolve_bootstrap(settings.state_dir / "kafka")
