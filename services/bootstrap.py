@@ -26,7 +26,7 @@ from services.application.notification_log import NotificationLog
 from services.infra.broker_probe import BrokerProbe
 from services.infra.kafka_topics import ensure_topics
 from services.infra.store_env import eventsourcing_env
-from services.metrics import Metrics, store_lag
+from services.observability.metrics import Metrics, store_lag
 from services.roles.commands import CommandsRole
 from services.roles.follower import Follower, FollowingRole
 from services.roles.projections import Projection, ProjectionsRole

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 import uuid
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from services import cli_operator
 from services.application.kek_checks import KeyEncryptionKeyMismatch
+from services.observability.logs import configure_logging
 from services.settings import Settings
 
 if TYPE_CHECKING:
@@ -28,10 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     _add_client_parsers(sub)
     cli_operator.add_parsers(sub)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    for noisy in ("aiokafka", "faststream", "kafka"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     settings = Settings()
+    configure_logging(settings.log_format)
     command = _operate if args.command in cli_operator.OPERATOR_COMMANDS else COMMANDS[args.command]
     try:
         return command(settings, args)
@@ -116,10 +114,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from flowledger.worker import EntrypointError, load_entrypoint
-    from services.server import configure_logging  # the service's log lines, JSON too
     from services.worker.process import run_worker
 
-    configure_logging(settings.log_format)
     try:
         load_entrypoint(args.target)  # before anything connects: a typo fails at once
     except EntrypointError as error:

@@ -9,12 +9,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
 import logging
 import os
 import secrets
 from collections.abc import Generator
-from datetime import UTC, datetime
 from typing import Any
 
 import uvicorn
@@ -23,70 +21,10 @@ from services.api.ops_routes import create_ops_app
 from services.banner import print_banner
 from services.bootstrap import ROLES, start_service
 from services.infra.shutdown import stop_on_signals
-from services.log_limits import limit_repeats
+from services.observability.logs import configure_logging
 from services.settings import Settings, UnsafeSettings
 
 log = logging.getLogger("flowledger")
-
-# `extra` fields a log record may carry; JSON lines include those present.
-CONTEXT_FIELDS = (
-    "role",
-    "instance_key",
-    "command_id",
-    "outcome",
-    "code",
-    "partition",
-    "offset",
-)
-TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time (UTC), level, logger, message, context, exception."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for name in CONTEXT_FIELDS:
-            value = getattr(record, name, None)
-            if value is not None:
-                line[name] = value
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
-
-
-def configure_logging(log_format: str, role: str | None = None) -> None:
-    """Applies the format to the root handlers (the CLI installs one) and to uvicorn's logs.
-    `role`: a supervised child's, on every line, since the children share one output."""
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(level=logging.INFO)
-    for handler in root.handlers:
-        if log_format == "json":
-            handler.setFormatter(JsonFormatter())
-        elif role is not None:
-            handler.setFormatter(
-                logging.Formatter(TEXT_FORMAT.replace("%(name)s", "[%(role)s] %(name)s"))
-            )
-        if role is not None:
-            handler.addFilter(_RoleTag(role))
-    limit_repeats(root.handlers)
-
-
-class _RoleTag(logging.Filter):
-    def __init__(self, role: str) -> None:
-        super().__init__()
-        self.role = role
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.role = self.role
-        return True
-
 
 class _QuietServer(uvicorn.Server):
     """Leaves signals to `serve`, which stops every role, not only HTTP."""

@@ -312,10 +312,6 @@ def child_specs(settings: Settings, bootstrap: str, environ: Mapping[str, str]) 
 
 def serve_supervised(settings: Settings) -> int:
     """`flowledger serve`: every role as a supervised child process; the exit code."""
-    if settings.log_format == "json":
-        from services.server import configure_logging  # the service's JSON lines, here too
-
-        configure_logging(settings.log_format)
     try:
         settings.check_api_role()  # once, before anything starts, rather than in a crash loop
     except UnsafeSettings as unsafe:

@@ -27,7 +27,7 @@ from services.api.ops_routes import create_ops_app
 from services.bootstrap import ROLES
 from services.dev_provisioning.kafka import KAFKA_IMAGE
 from services.infra.store_env import eventsourcing_env
-from services.metrics import Metrics
+from services.observability.metrics import Metrics
 from services.roles.role import DRAIN_TIMEOUT_S
 from services.settings import Settings
 

@@ -60,6 +60,15 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "services.dev_provisioning",
         *ENTRY_POINTS,
     ),
+    # Logs and metrics: read by every role and the api, never reaching back into them.
+    "services.observability": (
+        "services.roles",
+        "services.api",
+        "services.console",
+        "services.worker",
+        "services.dev_provisioning",
+        *ENTRY_POINTS,
+    ),
     "services.roles": ("services.api", "services.dev_provisioning", *ENTRY_POINTS),
     "services.api": ("services.dev_provisioning", *ENTRY_POINTS),
     # The web console: part of the api layer (mounted by it), never importing a role.

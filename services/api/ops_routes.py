@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from services.metrics import Metrics
+from services.observability.metrics import Metrics
 
 router = APIRouter()
 

@@ -15,7 +15,6 @@ When either exits on its own, the other is stopped too. A broker started here is
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 from services.dev_provisioning.kafka import KafkaProvisioningError, resolve_bootstrap
+from services.observability.logs import configure_logging
 from services.settings import Settings
 from services.supervisor import pinned_keys
 
@@ -33,9 +33,8 @@ STOP_TIMEOUT_S = 30.0
 
 def main(argv: list[str] | None = None) -> int:
     worker_args = list(sys.argv[1:] if argv is None else argv)
-    # Its one line (the dev-key warning) looks like the service's and the worker's lines.
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings()
+    configure_logging(settings.log_format)  # its one line (a dev-key warning) as theirs
     try:
         bootstrap, release = resolve_bootstrap(settings.state_dir / "kafka")
     except KafkaProvisioningError as error:

@@ -18,7 +18,7 @@ from eventsourcing.persistence import TrackingRecorder
 
 from flowledger._producer import ResilientProducer
 from services.application.app import FlowledgerApplication
-from services.metrics import Metrics
+from services.observability.metrics import Metrics
 from services.settings import Settings
 from services.store.document_view import DocumentView
 from services.store.parked_table import ParkedTable

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.api.ops_routes import create_ops_app
 from services.bootstrap import Service
-from services.server import JsonFormatter, configure_logging
+from services.observability.logs import JsonFormatter, configure_logging
 from tests.fixtures.service import KafkaClient
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from services.log_limits import RepeatLimiter
+from services.observability.log_limits import RepeatLimiter
 
 
 def _record(name: str, msg: str) -> logging.LogRecord:
