@@ -19,19 +19,17 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, cast
 
-import msgspec
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel
 
 from contracts.events import InstanceEvent
-from projections import cloudflare_instance as cf
-from projections.timestamps import iso, parse
-from services.api.as_of import FoldCheckpoints, document_at
+from projections.timestamps import parse
 from services.api.cloudflare_models import ERROR_RESPONSES, Envelope
 from services.api.deps import AccountId, Caller, InstanceId, WorkflowName
 from services.api.envelope import ok
 from services.api.paging import decode_cursor, encode_cursor
 from services.api.rendering import answer
+from services.api.time_travel import checkpoints_of, document_at, history_item
 from services.application.history import InstanceHistory
 
 router = APIRouter(
@@ -41,10 +39,6 @@ router = APIRouter(
 )
 
 # The envelope of every lifecycle event; the rest of its fields are its `data`.
-_ENVELOPE = frozenset(
-    ("type", "event_id", "account_id", "workflow_name", "instance_id", "version", "occurred_at",
-     "command_id")
-)  # fmt: skip
 _VERSION = re.compile(r"[0-9]{1,18}")
 _SPACED_OFFSET = re.compile(r"(?<=[0-9]) ([0-9]{2}:?[0-9]{2})$")
 _CURSOR_MARK = "version"
@@ -59,23 +53,6 @@ class HistoryEvent(BaseModel):
     command_id: str
     event_id: str
     data: dict[str, Any]
-
-
-def history_item(event: InstanceEvent) -> dict[str, Any]:
-    data = {
-        name: msgspec.to_builtins(value) if isinstance(value, msgspec.Struct) else value
-        for name in event.__struct_fields__
-        if name not in _ENVELOPE
-        for value in [getattr(event, name)]
-    }
-    return {
-        "version": event.version,
-        "type": type(event).__name__,
-        "occurred_at": iso(event.occurred_at),
-        "command_id": event.command_id,
-        "event_id": event.event_id,
-        "data": data,
-    }
 
 
 def _history(request: Request) -> InstanceHistory:
@@ -172,14 +149,14 @@ async def document_as_of(
     request: Request, account_id: str, workflow_name: str, instance_id: str, as_of: str
 ) -> dict[str, Any]:
     """The Cloudflare instance document as the live view held it at `as_of`, folded from the
-    nearest fold checkpoint (services.api.as_of)."""
+    nearest fold checkpoint (services.api.time_travel)."""
     moment = parse_as_of(as_of)
     history = _history(request)
     upto = moment if isinstance(moment, int) else None
     if upto == 0:
         raise _before_creation(instance_id, as_of)
     key = (account_id, workflow_name, instance_id)
-    checkpoints = _checkpoints(request)
+    checkpoints = checkpoints_of(request.app.state)
     latest = await asyncio.to_thread(history.version, *key)
     if latest == 0:
         checkpoints.forget(key)  # deleted (or never was): nothing of it stays in memory
@@ -196,25 +173,6 @@ async def document_as_of(
     return doc
 
 
-def _checkpoints(request: Request) -> FoldCheckpoints:
-    """The api's fold checkpoints, made on the first time-travel request."""
-    state = request.app.state
-    if getattr(state, "fold_checkpoints", None) is None:
-        state.fold_checkpoints = FoldCheckpoints()
-    checkpoints: FoldCheckpoints = state.fold_checkpoints
-    return checkpoints
-
-
-def fold(events: list[InstanceEvent], until: datetime | None = None) -> dict[str, Any] | None:
-    """The live view's fold over `events` in version order, stopping at the first that
-    occurred after `until`; the document as the view stores it (JSON), None before creation."""
-    doc: dict[str, Any] | None = None
-    for event in events:
-        if until is not None and event.occurred_at > until:
-            break
-        doc = cf.apply(doc, event)
-    # As stored: the view keeps JSON, so the answer is built from exactly the same values.
-    return None if doc is None else msgspec.json.decode(msgspec.json.encode(doc))
 
 
 def _before_creation(instance_id: str, as_of: str) -> HTTPException:

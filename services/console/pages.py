@@ -36,7 +36,7 @@ from projections import cloudflare_instance as cf
 from projections import workflows
 from services.api.body_guard import is_console_form, json_problem
 from services.api.deps import AccountId, InstanceId, WorkflowName, view
-from services.api.history_routes import fold, history_item
+from services.api.time_travel import checkpoints_of, document_at, history_item
 from services.api.writes import Rejected, StillPending, submit
 from services.application.history import InstanceHistory
 from services.console import paging
@@ -381,18 +381,24 @@ async def _document(
 
 
 async def _as_of(
-    history: InstanceHistory | None, names: tuple[str, str, str], as_of: int
+    request: Request, history: InstanceHistory | None, names: tuple[str, str, str], as_of: int
 ) -> tuple[dict[str, Any], datetime]:
-    """The document folded up to version `as_of`, and that version's time."""
+    """The document folded up to version `as_of` (from the api's fold checkpoints, as
+    `?as_of=` is), and that version's time."""
     if history is None:
         raise HTTPException(status_code=503, detail="This process does not serve histories.")
-    upto = await asyncio.to_thread(history.events, *names, upto=as_of)
-    folded = fold(upto) if upto and upto[-1].version == as_of else None
+    at = await asyncio.to_thread(history.events, *names, after=as_of - 1, upto=as_of)
+    if not at or at[-1].version != as_of:
+        raise HTTPException(
+            status_code=404, detail=f"Instance {names[2]!r} has no version {as_of}."
+        )
+    checkpoints = checkpoints_of(request.app.state)
+    folded = await asyncio.to_thread(document_at, history, checkpoints, names, as_of, None)
     if folded is None:
         raise HTTPException(
             status_code=404, detail=f"Instance {names[2]!r} has no version {as_of}."
         )
-    return folded, upto[-1].occurred_at
+    return folded, at[-1].occurred_at
 
 
 async def _history_page(
@@ -425,7 +431,7 @@ async def _instance(
     history: InstanceHistory | None = getattr(request.app.state, "history", None)
     shown, now = doc, datetime.now(UTC)
     if as_of is not None:
-        shown, now = await _as_of(history, names, as_of)
+        shown, now = await _as_of(request, history, names, as_of)
     past, items = await _history_page(history, names, asked.get(paging.HISTORY))
     url, keep = _instance_url(request, *names), {"as_of": as_of, **asked}
     steps = paging.window(len(spans(shown)), asked.get(paging.STEPS))

@@ -227,3 +227,23 @@ async def test_a_finished_instance_is_deleted_after_confirmation_with_the_csrf_t
     assert done.status_code == 200 and f"instance {instance} is deleted" in done.text
     assert (await client.get(url)).status_code == 404
     assert (await client.get(api, headers=bearer)).status_code == 404
+
+
+async def test_the_page_as_of_a_version_shows_the_instance_then_and_a_missing_one_is_404(
+    client: httpx.AsyncClient, live_service: LiveServer
+) -> None:
+    account = live_service.account_a
+    workflow, instance = await instance_of(client, live_service, account, {"n": 1})
+    api = f"/client/v4/accounts/{account}/workflows/{workflow}/instances/{instance}"
+    bearer = {"Authorization": f"Bearer {live_service.token_a}"}
+    paused = await client.patch(f"{api}/status", json={"status": "pause"}, headers=bearer)
+    assert paused.status_code == 200, paused.text
+    await sign_in(client, live_service.token_a)
+    url = f"/console/accounts/{account}/workflows/{workflow}/instances/{instance}"
+
+    now, then = await client.get(url), await client.get(f"{url}?as_of=1")
+    missing = await client.get(f"{url}?as_of=99")
+
+    assert now.status_code == 200 and then.status_code == 200
+    assert "paused" in now.text and "paused" not in then.text and "queued" in then.text
+    assert missing.status_code == 404 and "has no version 99" in missing.text

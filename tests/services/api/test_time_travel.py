@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import msgspec
 import pytest
 
 from contracts import commands as c
-from services.api.as_of import Checkpoint, FoldCheckpoints, InstanceKey, document_at
-from services.api.history_routes import fold
+from projections import cloudflare_instance as cf
+from services.api.time_travel import Checkpoint, FoldCheckpoints, InstanceKey, document_at
 from services.application.app import FlowledgerApplication
 from services.application.history import InstanceHistory
 from services.infra.store_env import STORED_FORMAT
@@ -50,7 +52,13 @@ def long_instance() -> tuple[InstanceHistory, InstanceKey]:
 
 def full_fold(history: InstanceHistory, key: InstanceKey, upto: int | None = None,
               until: datetime | None = None) -> object:  # fmt: skip
-    return fold(history.events(*key, upto=upto), until)
+    """The live view's fold from version 1, stopping at the first event after `until`."""
+    doc: dict[str, Any] | None = None
+    for event in history.events(*key, upto=upto):
+        if until is not None and event.occurred_at > until:
+            break
+        doc = cf.apply(doc, event)
+    return None if doc is None else msgspec.json.decode(msgspec.json.encode(doc))
 
 
 def test_a_late_version_from_a_checkpoint_equals_the_full_fold(
