@@ -8,30 +8,18 @@ happen, never assertions on how long it took.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from contracts.keys import instance_key, workflow_key
-from services.bootstrap import Service, start_service
+from services.bootstrap import Service
 from services.roles.scheduler import SchedulerRole
 from tests.fixtures.deadline import DEADLINE_S
 from tests.fixtures.processes import until
-from tests.fixtures.service import KafkaClient, kafka_client, make_settings
+from tests.fixtures.service import KafkaClient
 
 pytestmark = pytest.mark.kafka
-
-
-@pytest.fixture
-async def timed(store_url: str, kafka_bootstrap: str) -> AsyncIterator[tuple[Service, KafkaClient]]:
-    """The whole service, scheduler included, and a client of its topics."""
-    service = await start_service(make_settings(store_url), kafka_bootstrap)
-    try:
-        async with kafka_client(service.settings, kafka_bootstrap) as client:
-            yield service, client
-    finally:
-        await service.stop()
 
 
 class Engine:
@@ -77,9 +65,9 @@ class Engine:
 
 
 async def test_sleeps_waits_and_back_offs_end_by_themselves(
-    timed: tuple[Service, KafkaClient],
+    every_role: tuple[Service, KafkaClient],
 ) -> None:
-    _service, client = timed
+    _service, client = every_role
     engine = Engine(client)
     await engine.do("RegisterWorkflow")
 
@@ -103,9 +91,9 @@ async def test_sleeps_waits_and_back_offs_end_by_themselves(
 
 
 async def test_an_event_that_arrives_first_cancels_the_waits_timeout(
-    timed: tuple[Service, KafkaClient],
+    every_role: tuple[Service, KafkaClient],
 ) -> None:
-    service, client = timed
+    service, client = every_role
     engine = Engine(client)
     await engine.do("RegisterWorkflow")
     await engine.running("early")
@@ -126,9 +114,9 @@ async def test_an_event_that_arrives_first_cancels_the_waits_timeout(
 
 
 async def test_attempts_and_instances_that_outlive_their_timeouts_fail(
-    timed: tuple[Service, KafkaClient],
+    every_role: tuple[Service, KafkaClient],
 ) -> None:
-    _service, client = timed
+    _service, client = every_role
     engine = Engine(client)
     await engine.do("RegisterWorkflow")
 
@@ -146,9 +134,9 @@ async def test_attempts_and_instances_that_outlive_their_timeouts_fail(
 
 
 async def test_a_workflow_on_a_schedule_gets_a_cron_instance_and_loses_it_when_removed(
-    timed: tuple[Service, KafkaClient],
+    every_role: tuple[Service, KafkaClient],
 ) -> None:
-    service, client = timed
+    service, client = every_role
     engine = Engine(client)
     await engine.do("RegisterWorkflow", schedules=["* * * * *"])
 

@@ -5,21 +5,19 @@ store and the rest of the batch is published, the position recorded past both.""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-import pytest
 
 from contracts import commands as c
 from contracts.erasure import withheld
 from flowledger._producer import Outgoing
 from services.application.notification_log import NotificationLog
-from services.bootstrap import Store, open_store
+from services.bootstrap import Store
 from services.roles.parking import Parking
 from services.roles.relay import Relay
-from services.settings import Settings
 
 T0 = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
 
@@ -39,15 +37,6 @@ class RefusingProducer:
             else:
                 self.sent.append(event)
         return refused
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = open_store(Settings(store=store_url))
-    try:
-        yield opened
-    finally:
-        opened.app.close()
 
 
 def _cannot_prepare(event: Any) -> Any:

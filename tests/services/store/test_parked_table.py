@@ -4,25 +4,13 @@ follower, readable by any process that opens the store."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from services.bootstrap import Store, open_store
 from services.settings import Settings
 from services.store.parked_table import LATEST, REASON_CHARS, parked
 
 T0 = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = open_store(Settings(store=store_url))
-    try:
-        yield opened
-    finally:
-        opened.app.close()
 
 
 def test_an_item_parked_twice_is_recorded_and_reported_new_once(store: Store) -> None:
